@@ -1,0 +1,7 @@
+"""voxsurv: survival prediction from CT + tumour contour with voxel-level radiomics maps and a
+Vision-Mamba network, packaged as MONAI bundles.
+
+Importing this package is cheap: heavy modules (torch, SimpleITK, PyRadiomics) load on use.
+"""
+
+__version__ = "0.1.0"

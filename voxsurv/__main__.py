@@ -1,0 +1,5 @@
+import sys
+
+from voxsurv.cli import main
+
+sys.exit(main())
