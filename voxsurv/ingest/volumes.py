@@ -1,0 +1,80 @@
+"""NIfTI / NRRD volumes and the checks every patient's image + mask must pass before training:
+readable, 3D, mask on the image's grid, mask not empty. Each failure is an InputError naming the
+patient, the file and the fix, so batch jobs can record an exclusion and go on."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from voxsurv.errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: Geometry tolerances for "same grid": mm for origin, relative for spacing, absolute for direction.
+ORIGIN_TOL_MM = 1e-3
+SPACING_RTOL = 1e-4
+DIRECTION_TOL = 1e-4
+
+
+def read_volume(path: str | Path, patient_id: str | None = None, what: str = "image") -> sitk.Image:
+    """Read a 3D volume (NIfTI, NRRD or anything SimpleITK reads); InputError when the file is
+    missing, unreadable/truncated or not 3D."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} file not found", patient_id, path, "check the path in the manifest")
+    try:
+        img = sitk.ReadImage(str(path))
+        # Reading the header alone can succeed on a truncated .gz: force the voxel data in.
+        sitk.GetArrayViewFromImage(img).sum()
+    except RuntimeError as exc:
+        log.debug("SimpleITK could not read %s: %s", path, exc)
+        raise InputError(f"{what} file is unreadable (truncated or corrupt)", patient_id, path,
+                         "re-export or re-download the file") from exc
+    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{what} is not a 3D single-channel volume (dimension {img.GetDimension()}, "
+                         f"{img.GetNumberOfComponentsPerPixel()} components)", patient_id, path,
+                         "give one 3D scalar volume per file")
+    return img
+
+
+def same_grid_problem(image: sitk.Image, mask: sitk.Image) -> str | None:
+    """None when ``mask`` lies on ``image``'s voxel grid, else what differs (for the message)."""
+    if image.GetSize() != mask.GetSize():
+        return f"size {mask.GetSize()} vs image {image.GetSize()}"
+    if not np.allclose(mask.GetSpacing(), image.GetSpacing(), rtol=SPACING_RTOL, atol=0):
+        return (f"spacing {tuple(round(s, 4) for s in mask.GetSpacing())} mm vs image "
+                f"{tuple(round(s, 4) for s in image.GetSpacing())} mm")
+    if not np.allclose(mask.GetOrigin(), image.GetOrigin(), rtol=0, atol=ORIGIN_TOL_MM):
+        return (f"origin {tuple(round(o, 3) for o in mask.GetOrigin())} mm vs image "
+                f"{tuple(round(o, 3) for o in image.GetOrigin())} mm")
+    if not np.allclose(mask.GetDirection(), image.GetDirection(), rtol=0, atol=DIRECTION_TOL):
+        return "direction cosines differ from the image's"
+    return None
+
+
+def check_image_mask(image_path: str | Path, mask_path: str | Path,
+                     patient_id: str | None = None) -> tuple[sitk.Image, sitk.Image]:
+    """Read one patient's image and mask and check them; returns both (SimpleITK images).
+
+    Raises InputError naming the patient for: missing/unreadable/truncated file, not 3D, mask on
+    another grid than the image, empty mask (no voxel > 0).
+    """
+    image = read_volume(image_path, patient_id, "image")
+    mask = read_volume(mask_path, patient_id, "mask")
+    problem = same_grid_problem(image, mask)
+    if problem:
+        raise InputError(f"mask is on a different grid than the image: {problem}", patient_id, mask_path,
+                         "resample the mask onto the image grid (nearest neighbour) or re-export both")
+    if not np.any(sitk.GetArrayViewFromImage(mask) > 0):
+        raise InputError("mask is empty (no voxel > 0)", patient_id, mask_path,
+                         "re-export the tumour contour or exclude this patient")
+    return image, mask
+
+
+def check_record(record) -> tuple[sitk.Image, sitk.Image]:
+    """:func:`check_image_mask` for one manifest row (mapping with patient_id, image, mask)."""
+    return check_image_mask(record["image"], record["mask"], str(record["patient_id"]))
