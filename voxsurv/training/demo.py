@@ -109,19 +109,6 @@ def _write_nifti(array_zyx: np.ndarray, path: Path, dtype) -> None:
     sitk.WriteImage(img, str(path), useCompression=True)
 
 
-def stratified_holdout(event: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Boolean array, True for a seeded event-stratified `fraction` of patients (>= 1 per stratum)."""
-    rng = np.random.default_rng(seed)
-    chosen = np.zeros(len(event), dtype=bool)
-    for value in (0, 1):
-        idx = np.flatnonzero(np.asarray(event) == value)
-        if len(idx) == 0:
-            continue
-        n = max(1, int(round(fraction * len(idx))))
-        chosen[rng.choice(idx, size=min(n, len(idx)), replace=False)] = True
-    return chosen
-
-
 def generate_demo_cohort(out_dir: str | Path, n_source: int = 120, n_target: int = 80, seed: int = 0,
                          finetune_fraction: float = 0.2, overwrite: bool = False) -> Path:
     """Write the demo cohort pair under `out_dir` and return the manifest path.
@@ -133,6 +120,8 @@ def generate_demo_cohort(out_dir: str | Path, n_source: int = 120, n_target: int
     seeded `finetune_fraction` for `finetune`, the rest `test`.
     """
     import pandas as pd
+
+    from voxsurv.training.folds import stratified_holdout
 
     out = Path(out_dir)
     manifest_path = out / MANIFEST_NAME
