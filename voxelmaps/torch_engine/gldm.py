@@ -1,0 +1,124 @@
+"""Grey Level Dependence Matrix (GLDM) features per voxel kernel, as PyRadiomics voxel mode.
+
+PyRadiomics (`cmatrices.c: calculate_gldm`, defaults `gldm_a` = 0, distance 1) counts, for every
+kernel voxel, its dependent neighbours: the 8 in-plane neighbours (force2D) inside the kernel box
+and the ROI whose level differs by <= alpha (= equal levels for alpha 0). The voxel adds one count
+at (its level, dependence + 1). Every kernel voxel is counted, so Nz = kernel voxel count. Grey
+levels absent from the ROI are dropped from the matrix without changing any value.
+
+Here each feature is a sum over kernel voxels (or over distinct keys, for the non-uniformities and
+the entropy), computed for all kernels at once. Works for any odd K.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from voxelmaps.torch_engine.kernel_neighbours import (
+    check_levels, earlier_mask, group_stats, in_chunks, neighbour_index, neighbour_levels,
+    select_features,
+)
+
+#: PyRadiomics' 14 default GLDM features (GrayLevelNonUniformityNormalized and
+#: DependencePercentage are deprecated there and not computed).
+FEATURES: tuple[str, ...] = (
+    "DependenceEntropy", "DependenceNonUniformity", "DependenceNonUniformityNormalized",
+    "DependenceVariance", "GrayLevelNonUniformity", "GrayLevelVariance",
+    "HighGrayLevelEmphasis", "LargeDependenceEmphasis",
+    "LargeDependenceHighGrayLevelEmphasis", "LargeDependenceLowGrayLevelEmphasis",
+    "LowGrayLevelEmphasis", "SmallDependenceEmphasis",
+    "SmallDependenceHighGrayLevelEmphasis", "SmallDependenceLowGrayLevelEmphasis",
+)
+
+_EPS = 2.220446049250313e-16  # numpy.spacing(1), PyRadiomics' entropy epsilon
+
+
+def dependence_counts(flat: torch.Tensor, nbr: torch.Tensor, alpha: int = 0) -> torch.Tensor:
+    """(n, M) levels -> (n, M) number of neighbours in the kernel within `alpha` grey levels."""
+    nb = neighbour_levels(flat, nbr)
+    return ((nb > 0) & ((nb - flat[:, :, None]).abs() <= alpha)).sum(-1)
+
+
+def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype, alpha: int) -> dict:
+    n, k, _ = levels.shape
+    m = k * k
+    flat = levels.reshape(n, m)
+    device = flat.device
+    valid = flat > 0
+    dep = dependence_counts(flat, neighbour_index(k, device), alpha)
+    earlier = earlier_mask(m, device)
+
+    w = valid.to(dtype)
+    i = flat.to(dtype)
+    j = (dep + 1).to(dtype)
+    nz = w.sum(1)
+    nz = torch.where(nz == 0, torch.ones_like(nz), nz)
+    i2 = torch.where(valid, i * i, 1.0)
+    j2 = j * j
+
+    def wsum(x):
+        return (w * x).sum(1)
+
+    def non_uniformity(equal):
+        count, first = group_stats(equal, valid, earlier)
+        return (first.to(dtype) * count.to(dtype) ** 2).sum(1)
+
+    out = {}
+    want = set(names)
+    eq_level = flat[:, :, None] == flat[:, None, :]
+    eq_dep = dep[:, :, None] == dep[:, None, :]
+    if want & {"SmallDependenceEmphasis"}:
+        out["SmallDependenceEmphasis"] = wsum(1.0 / j2) / nz
+    if want & {"LargeDependenceEmphasis"}:
+        out["LargeDependenceEmphasis"] = wsum(j2) / nz
+    if want & {"GrayLevelNonUniformity"}:
+        out["GrayLevelNonUniformity"] = non_uniformity(eq_level) / nz
+    if want & {"DependenceNonUniformity", "DependenceNonUniformityNormalized"}:
+        s = non_uniformity(eq_dep)
+        out["DependenceNonUniformity"] = s / nz
+        out["DependenceNonUniformityNormalized"] = s / nz ** 2
+    if want & {"GrayLevelVariance"}:
+        mu = (wsum(i) / nz)[:, None]
+        out["GrayLevelVariance"] = wsum((i - mu) ** 2) / nz
+    if want & {"DependenceVariance"}:
+        mu = (wsum(j) / nz)[:, None]
+        out["DependenceVariance"] = wsum((j - mu) ** 2) / nz
+    if want & {"DependenceEntropy"}:
+        count, first = group_stats(eq_level & eq_dep, valid, earlier)
+        p = count.to(dtype) / nz[:, None]
+        out["DependenceEntropy"] = -(first.to(dtype) * p * torch.log2(p + _EPS)).sum(1)
+    if want & {"LowGrayLevelEmphasis"}:
+        out["LowGrayLevelEmphasis"] = wsum(1.0 / i2) / nz
+    if want & {"HighGrayLevelEmphasis"}:
+        out["HighGrayLevelEmphasis"] = wsum(i2) / nz
+    if want & {"SmallDependenceLowGrayLevelEmphasis"}:
+        out["SmallDependenceLowGrayLevelEmphasis"] = wsum(1.0 / (i2 * j2)) / nz
+    if want & {"SmallDependenceHighGrayLevelEmphasis"}:
+        out["SmallDependenceHighGrayLevelEmphasis"] = wsum(i2 / j2) / nz
+    if want & {"LargeDependenceLowGrayLevelEmphasis"}:
+        out["LargeDependenceLowGrayLevelEmphasis"] = wsum(j2 / i2) / nz
+    if want & {"LargeDependenceHighGrayLevelEmphasis"}:
+        out["LargeDependenceHighGrayLevelEmphasis"] = wsum(i2 * j2) / nz
+    return out
+
+
+def compute(levels: torch.Tensor, n_levels: int, features: list[str] | None = None,
+            dtype: torch.dtype = torch.float64, alpha: int = 0,
+            chunk_size: int = 16384) -> dict[str, torch.Tensor]:
+    """GLDM feature values of every kernel.
+
+    Args:
+        levels: (N, K, K) integer grey levels of each voxel's kernel, 0 = not in the kernel.
+        n_levels: number of grey levels of the ROI (common engine signature; unused here).
+        features: PyRadiomics GLDM names without class prefix; None = all 14.
+        dtype: float64 (PyRadiomics' precision) or float32.
+        alpha: PyRadiomics `gldm_a`, the level difference that still counts as dependent.
+        chunk_size: voxels per chunk; memory is ~ chunk_size * K^4 bytes a few times.
+
+    Returns:
+        {name: (N,) tensor of `dtype` on levels' device}.
+    """
+    check_levels(levels)
+    names = select_features(features, FEATURES, "gldm")
+    return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype, int(alpha)),
+                     names, dtype)
