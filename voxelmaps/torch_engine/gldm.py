@@ -6,8 +6,8 @@ and the ROI whose level differs by <= alpha (= equal levels for alpha 0). The vo
 at (its level, dependence + 1). Every kernel voxel is counted, so Nz = kernel voxel count. Grey
 levels absent from the ROI are dropped from the matrix without changing any value.
 
-Here each feature is a sum over kernel voxels (or over distinct keys, for the non-uniformities and
-the entropy), computed for all kernels at once. Works for any odd K.
+Here each feature is a sum over kernel voxels (or over distinct keys, found with histograms, for
+the non-uniformities and the entropy), computed for all kernels at once. Works for any odd K.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from __future__ import annotations
 import torch
 
 from voxelmaps.torch_engine.kernel_neighbours import (
-    check_levels, earlier_mask, group_stats, in_chunks, neighbour_index, neighbour_levels,
-    select_features,
+    OFFSETS_2D, check_levels, group_stats, in_chunks, neighbour_shifts, select_features,
 )
 
 #: PyRadiomics' 14 default GLDM features (GrayLevelNonUniformityNormalized and
@@ -33,20 +32,24 @@ FEATURES: tuple[str, ...] = (
 _EPS = 2.220446049250313e-16  # numpy.spacing(1), PyRadiomics' entropy epsilon
 
 
-def dependence_counts(flat: torch.Tensor, nbr: torch.Tensor, alpha: int = 0) -> torch.Tensor:
-    """(n, M) levels -> (n, M) number of neighbours in the kernel within `alpha` grey levels."""
-    nb = neighbour_levels(flat, nbr)
-    return ((nb > 0) & ((nb - flat[:, :, None]).abs() <= alpha)).sum(-1)
+def dependence_counts(grid: torch.Tensor, alpha: int = 0) -> torch.Tensor:
+    """(n, K, K) levels -> (n, K*K) number of neighbours in the kernel within `alpha` levels."""
+    n, k, _ = grid.shape
+    dep = torch.zeros_like(grid)
+    for nb in neighbour_shifts(grid, 0):
+        dep += (nb > 0) & ((nb - grid).abs() <= alpha)
+    return dep.reshape(n, k * k)
 
 
 def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype, alpha: int) -> dict:
     n, k, _ = levels.shape
     m = k * k
-    flat = levels.reshape(n, m)
-    device = flat.device
+    grid = levels.to(torch.int32)
+    flat = grid.reshape(n, m)
     valid = flat > 0
-    dep = dependence_counts(flat, neighbour_index(k, device), alpha)
-    earlier = earlier_mask(m, device)
+    dep = dependence_counts(grid, alpha)
+    n_levels = int(flat.max()) + 1
+    n_dep = len(OFFSETS_2D) + 1
 
     w = valid.to(dtype)
     i = flat.to(dtype)
@@ -59,22 +62,20 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype, a
     def wsum(x):
         return (w * x).sum(1)
 
-    def non_uniformity(equal):
-        count, first = group_stats(equal, valid, earlier)
+    def non_uniformity(key, n_keys):
+        count, first = group_stats(key, valid, n_keys)
         return (first.to(dtype) * count.to(dtype) ** 2).sum(1)
 
     out = {}
     want = set(names)
-    eq_level = flat[:, :, None] == flat[:, None, :]
-    eq_dep = dep[:, :, None] == dep[:, None, :]
     if want & {"SmallDependenceEmphasis"}:
         out["SmallDependenceEmphasis"] = wsum(1.0 / j2) / nz
     if want & {"LargeDependenceEmphasis"}:
         out["LargeDependenceEmphasis"] = wsum(j2) / nz
     if want & {"GrayLevelNonUniformity"}:
-        out["GrayLevelNonUniformity"] = non_uniformity(eq_level) / nz
+        out["GrayLevelNonUniformity"] = non_uniformity(flat, n_levels) / nz
     if want & {"DependenceNonUniformity", "DependenceNonUniformityNormalized"}:
-        s = non_uniformity(eq_dep)
+        s = non_uniformity(dep, n_dep)
         out["DependenceNonUniformity"] = s / nz
         out["DependenceNonUniformityNormalized"] = s / nz ** 2
     if want & {"GrayLevelVariance"}:
@@ -84,7 +85,7 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype, a
         mu = (wsum(j) / nz)[:, None]
         out["DependenceVariance"] = wsum((j - mu) ** 2) / nz
     if want & {"DependenceEntropy"}:
-        count, first = group_stats(eq_level & eq_dep, valid, earlier)
+        count, first = group_stats(flat * n_dep + dep, valid, n_levels * n_dep)
         p = count.to(dtype) / nz[:, None]
         out["DependenceEntropy"] = -(first.to(dtype) * p * torch.log2(p + _EPS)).sum(1)
     if want & {"LowGrayLevelEmphasis"}:
@@ -120,5 +121,6 @@ def compute(levels: torch.Tensor, n_levels: int, features: list[str] | None = No
     """
     check_levels(levels)
     names = select_features(features, FEATURES, "gldm")
+    n_keys = (int(levels.max()) + 1 if levels.numel() else 1) * (len(OFFSETS_2D) + 1)
     return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype, int(alpha)),
-                     names, dtype)
+                     names, dtype, keys_per_voxel=n_keys)

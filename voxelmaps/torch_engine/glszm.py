@@ -7,8 +7,8 @@ dropped from the matrix but never change a value: `ivector` holds the actual lev
 
 Here zones are found for all kernels at once by min-label flooding (each position starts with its
 own index, takes the smallest label of equal-level neighbours, plus pointer jumping, until nothing
-changes), then every feature is a sum over zone roots (the smallest position of each zone), so no
-(N, Ng, Ns) matrix is built. Works for any odd K.
+changes), then every feature is a sum over zone roots (the smallest position of each zone) or
+over distinct (level, size) keys, so no (N, Ng, Ns) matrix is built. Works for any odd K.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from __future__ import annotations
 import torch
 
 from voxelmaps.torch_engine.kernel_neighbours import (
-    check_levels, earlier_mask, group_stats, in_chunks, neighbour_index, neighbour_levels,
-    select_features,
+    check_levels, group_stats, in_chunks, neighbour_shifts, select_features,
 )
 
 #: PyRadiomics' 16 default GLSZM features.
@@ -32,49 +31,55 @@ FEATURES: tuple[str, ...] = (
 _EPS = 2.220446049250313e-16  # numpy.spacing(1), PyRadiomics' entropy epsilon
 
 
-def zone_labels(flat: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
-    """(n, M) levels -> (n, M) zone label = smallest patch position of the 8-connected zone.
+def zone_labels(grid: torch.Tensor) -> torch.Tensor:
+    """(n, K, K) levels -> (n, K*K) int64 zone label = smallest flat position of the zone.
 
-    Positions outside the kernel (level 0) get label M.
+    Zones are 8-connected sets of equal level > 0 inside the patch. Positions outside the kernel
+    (level 0) get label K*K.
     """
-    n, m = flat.shape
-    valid = flat > 0
-    same = (neighbour_levels(flat, nbr) == flat[:, :, None]) & valid[:, :, None]
-    pos = torch.arange(m, device=flat.device)
-    labels = torch.where(valid, pos.expand(n, m), torch.full_like(flat, m))
-    sentinel = torch.full((n, 1), m, dtype=labels.dtype, device=flat.device)
+    n, k, _ = grid.shape
+    m = k * k
+    valid = grid > 0
+    same = [(nb == grid) & valid for nb in neighbour_shifts(grid, 0)]
+    pos = torch.arange(m, dtype=torch.int16, device=grid.device).view(1, k, k)
+    labels = torch.where(valid, pos, m).to(torch.int16)
+    sentinel = torch.full((n, 1), m, dtype=torch.long, device=grid.device)
     for _ in range(m):
-        padded = torch.cat([labels, sentinel], dim=1)
-        nb = torch.where(same, padded[:, nbr], m).amin(-1)
-        new = torch.minimum(labels, nb)
+        new = labels.clone()
+        for link, nb in zip(same, neighbour_shifts(labels, m)):
+            torch.minimum(new, torch.where(link, nb, m), out=new)
         # Pointer jumping: a label is a position of the same zone, whose own label is no larger.
-        new = torch.minimum(new, torch.cat([new, sentinel], dim=1).gather(1, new))
+        flat = new.reshape(n, m).long()
+        flat = torch.minimum(flat, torch.cat([flat, sentinel], dim=1).gather(1, flat))
+        new = flat.to(torch.int16).view(n, k, k)
         if torch.equal(new, labels):
-            break
+            return flat
         labels = new
-    return labels
+    return labels.reshape(n, m).long()
 
 
 def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -> dict:
     n, k, _ = levels.shape
     m = k * k
-    flat = levels.reshape(n, m)
-    device = flat.device
+    device = levels.device
+    grid = levels.to(torch.int32)
+    flat = grid.reshape(n, m)
     valid = flat > 0
-    labels = zone_labels(flat, neighbour_index(k, device))
-    earlier = earlier_mask(m, device)
+    labels = zone_labels(grid)
+    n_levels = int(flat.max()) + 1
 
-    zone_size = ((labels[:, :, None] == labels[:, None, :]) & valid[:, None, :]).sum(-1)
+    # Zone size, read at each zone's root (the position whose label is itself).
+    sizes = torch.zeros(n, m + 1, dtype=torch.int32, device=device)
+    sizes.scatter_add_(1, labels, torch.ones_like(flat))
+    zone_size = sizes[:, :m]
     root = valid & (labels == torch.arange(m, device=device))
-    eq_level = flat[:, :, None] == flat[:, None, :]
-    eq_size = zone_size[:, :, None] == zone_size[:, None, :]
 
     w = root.to(dtype)
     i = flat.to(dtype)
     j = zone_size.to(dtype)
     nz = w.sum(1)
     nz = torch.where(nz == 0, torch.ones_like(nz), nz)
-    np_ = (valid.to(dtype)).sum(1)
+    np_ = valid.to(dtype).sum(1)
     np_ = torch.where(np_ == 0, torch.ones_like(np_), np_)
     i2 = torch.where(root, i * i, 1.0)
     j2 = torch.where(root, j * j, 1.0)
@@ -85,18 +90,20 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -
     def wsum(x):
         return (w * x).sum(1)
 
+    def non_uniformity(key, n_keys):
+        count, first = group_stats(key, root, n_keys)
+        return (first.to(dtype) * count.to(dtype) ** 2).sum(1)
+
     if want & {"SmallAreaEmphasis"}:
         out["SmallAreaEmphasis"] = wsum(1.0 / j2) / nz
     if want & {"LargeAreaEmphasis"}:
         out["LargeAreaEmphasis"] = wsum(j2) / nz
     if want & {"GrayLevelNonUniformity", "GrayLevelNonUniformityNormalized"}:
-        count, first = group_stats(eq_level, root, earlier)
-        s = (first.to(dtype) * count.to(dtype) ** 2).sum(1)
+        s = non_uniformity(flat, n_levels)
         out["GrayLevelNonUniformity"] = s / nz
         out["GrayLevelNonUniformityNormalized"] = s / nz ** 2
     if want & {"SizeZoneNonUniformity", "SizeZoneNonUniformityNormalized"}:
-        count, first = group_stats(eq_size, root, earlier)
-        s = (first.to(dtype) * count.to(dtype) ** 2).sum(1)
+        s = non_uniformity(zone_size, m + 1)
         out["SizeZoneNonUniformity"] = s / nz
         out["SizeZoneNonUniformityNormalized"] = s / nz ** 2
     if want & {"ZonePercentage"}:
@@ -108,7 +115,7 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -
         mu = (wsum(j) / nz)[:, None]
         out["ZoneVariance"] = wsum((j - mu) ** 2) / nz
     if want & {"ZoneEntropy"}:
-        count, first = group_stats(eq_level & eq_size, root, earlier)
+        count, first = group_stats(flat * (m + 1) + zone_size, root, n_levels * (m + 1))
         p = count.to(dtype) / nz[:, None]
         out["ZoneEntropy"] = -(first.to(dtype) * p * torch.log2(p + _EPS)).sum(1)
     if want & {"LowGrayLevelZoneEmphasis"}:
@@ -142,6 +149,8 @@ def compute(levels: torch.Tensor, n_levels: int, features: list[str] | None = No
     Returns:
         {name: (N,) tensor of `dtype` on levels' device}.
     """
-    check_levels(levels)
+    k = check_levels(levels)
     names = select_features(features, FEATURES, "glszm")
-    return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype), names, dtype)
+    n_keys = (int(levels.max()) + 1 if levels.numel() else 1) * (k * k + 1)
+    return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype), names, dtype,
+                     keys_per_voxel=n_keys)

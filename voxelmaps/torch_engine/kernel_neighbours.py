@@ -4,10 +4,9 @@ PyRadiomics' C matrices (`cmatrices.c`) walk the kernel's bounding box and, for 
 in it, look at the 8 in-plane neighbours at distance 1 (force2D) that are inside that box *and*
 inside the ROI. With patches of levels (N, K, K), 0 = not in the kernel, that is: the neighbours
 of a patch position are the positions one step away (infinity norm) inside the patch whose level
-is > 0. This module precomputes that structure once per K and gives the grouping primitives the
-families share (how many kernel voxels share a key, which is the first of its group), done with
-(N, M, M) comparisons, M = K * K, so no per-voxel matrix of grey levels is ever built and the cost
-does not grow with the number of grey levels.
+is > 0. This module gives that structure as shifted views of the patch and the grouping
+primitives the families share (how many kernel voxels share a key, which one is the first of its
+group), with histograms over keys, so no per-voxel (Ng, Ns) matrix is ever built.
 """
 
 from __future__ import annotations
@@ -22,22 +21,16 @@ OFFSETS_2D: tuple[tuple[int, int], ...] = tuple(
 )
 
 
-@functools.lru_cache(maxsize=16)
-def _neighbour_index_cpu(k: int) -> torch.Tensor:
-    m = k * k
-    idx = torch.full((m, len(OFFSETS_2D)), m, dtype=torch.long)  # m = "outside the patch"
-    for y in range(k):
-        for x in range(k):
-            for a, (dy, dx) in enumerate(OFFSETS_2D):
-                yy, xx = y + dy, x + dx
-                if 0 <= yy < k and 0 <= xx < k:
-                    idx[y * k + x, a] = yy * k + xx
-    return idx
+def neighbour_shifts(grid: torch.Tensor, fill) -> list[torch.Tensor]:
+    """(n, K, K) -> 8 views (n, K, K): the value at each position's neighbour in each direction.
 
-
-def neighbour_index(k: int, device: torch.device | str) -> torch.Tensor:
-    """(K*K, 8) flat indices of each patch position's 8 neighbours; K*K where outside the patch."""
-    return _neighbour_index_cpu(int(k)).to(device)
+    Positions whose neighbour falls outside the patch get `fill`. Views into one padded copy, so
+    no gather and no (n, K, K, 8) tensor: torch's reductions over a short last axis are slow.
+    """
+    n, k, _ = grid.shape
+    padded = grid.new_full((n, k + 2, k + 2), fill)
+    padded[:, 1:-1, 1:-1] = grid
+    return [padded[:, 1 + dy:1 + dy + k, 1 + dx:1 + dx + k] for dy, dx in OFFSETS_2D]
 
 
 def check_levels(levels: torch.Tensor) -> int:
@@ -49,34 +42,43 @@ def check_levels(levels: torch.Tensor) -> int:
     return int(levels.shape[1])
 
 
-def neighbour_levels(flat: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
-    """(n, M) levels -> (n, M, 8) levels of each position's neighbours, 0 where none."""
-    padded = torch.cat([flat, flat.new_zeros(flat.shape[0], 1)], dim=1)
-    return padded[:, nbr]
-
-
-def earlier_mask(m: int, device: torch.device | str) -> torch.Tensor:
-    """(M, M) bool, True where column q comes before row p (q < p)."""
-    return torch.ones(m, m, dtype=torch.bool, device=device).tril(-1)
-
-
-def group_stats(equal: torch.Tensor, member: torch.Tensor, earlier: torch.Tensor):
-    """Group kernel voxels by a key, given the pairwise key equality.
+def group_stats(key: torch.Tensor, member: torch.Tensor, n_keys: int):
+    """Group kernel voxels by an integer key (grey level, zone size, (level, size) cell, ...).
 
     Args:
-        equal: (n, M, M) bool, key of p equals key of q.
-        member: (n, M) bool, which positions take part (e.g. voxels in the kernel, zone roots).
-        earlier: (M, M) from `earlier_mask`.
+        key: (n, M) integer keys in [0, n_keys).
+        member: (n, M) bool, which positions take part (voxels in the kernel, zone roots).
+        n_keys: number of possible keys.
 
     Returns:
-        count: (n, M) int64, number of members sharing p's key (meaningful where member).
-        first: (n, M) bool, p is the first member of its group (one True per distinct key), so
-            a sum over `first` is a sum over distinct keys, as PyRadiomics sums over matrix cells.
+        count: (n, M) int32, number of members sharing p's key (meaningful where member).
+        first: (n, M) bool, p is the member with the smallest position among those sharing its
+            key, so a sum over `first` is a sum over distinct keys, as PyRadiomics sums over the
+            non-empty cells of its matrices.
+
+    Histograms by scatter (n * n_keys memory): much faster than (n, M, M) comparisons on CPU.
     """
-    same = equal & member[:, None, :]
-    count = same.sum(-1)
-    first = member & ~(same & earlier).any(-1)
+    n, m = key.shape
+    key = key.long()
+    hist = torch.zeros(n, n_keys, dtype=torch.int32, device=key.device)
+    hist.scatter_add_(1, key, member.to(torch.int32))
+    count = hist.gather(1, key)
+    pos = torch.arange(m, device=key.device).expand(n, m)
+    first_pos = torch.full((n, n_keys), m, dtype=torch.long, device=key.device)
+    first_pos.scatter_reduce_(1, key, torch.where(member, pos, m), "amin")
+    first = member & (first_pos.gather(1, key) == pos)
     return count, first
+
+
+@functools.lru_cache(maxsize=16)
+def _pairs_cpu(m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return tuple(torch.triu_indices(m, m, offset=1))
+
+
+def position_pairs(m: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (p, q), p < q, of all M(M-1)/2 pairs of patch positions."""
+    p, q = _pairs_cpu(int(m))
+    return p.to(device), q.to(device)
 
 
 def select_features(features, available: tuple[str, ...], family: str) -> list[str]:
@@ -89,9 +91,16 @@ def select_features(features, available: tuple[str, ...], family: str) -> list[s
     return list(features)
 
 
-def in_chunks(levels: torch.Tensor, chunk_size: int, fn, names: list[str], dtype: torch.dtype):
-    """Apply `fn(levels_chunk) -> dict` over voxel chunks so memory stays O(chunk * K^4)."""
+def in_chunks(levels: torch.Tensor, chunk_size: int, fn, names: list[str], dtype: torch.dtype,
+              keys_per_voxel: int = 0):
+    """Apply `fn(levels_chunk) -> dict` over voxel chunks, bounding memory.
+
+    `keys_per_voxel` (histogram columns per voxel, see `group_stats`) shrinks the chunk so that
+    the histograms stay near 2**23 elements whatever the number of grey levels.
+    """
     n = levels.shape[0]
+    if keys_per_voxel > 0:
+        chunk_size = max(256, min(int(chunk_size), 2 ** 23 // int(keys_per_voxel)))
     out = {name: torch.empty(n, dtype=dtype, device=levels.device) for name in names}
     for start in range(0, n, max(1, int(chunk_size))):
         part = fn(levels[start:start + chunk_size])

@@ -19,74 +19,84 @@ from __future__ import annotations
 import torch
 
 from voxelmaps.torch_engine.kernel_neighbours import (
-    check_levels, earlier_mask, group_stats, in_chunks, neighbour_index, neighbour_levels,
-    select_features,
+    check_levels, group_stats, in_chunks, neighbour_shifts, position_pairs, select_features,
 )
 
 #: PyRadiomics' 5 NGTDM features.
 FEATURES: tuple[str, ...] = ("Busyness", "Coarseness", "Complexity", "Contrast", "Strength")
 
 
-def neighbourhood_difference(flat: torch.Tensor, nbr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(n, M) levels -> (n, M) |level - mean level of its neighbours in the kernel| (0 if none)."""
-    nb = neighbour_levels(flat, nbr)
-    count = (nb > 0).sum(-1).to(dtype)
-    total = nb.sum(-1).to(dtype)
-    mean = total / torch.where(count == 0, torch.ones_like(count), count)
-    diff = (flat.to(dtype) - mean).abs()
-    return torch.where((count > 0) & (flat > 0), diff, torch.zeros_like(diff))
+def neighbourhood_difference(grid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(n, K, K) levels -> (n, K*K) |level - mean level of its neighbours in the kernel| (0 if none)."""
+    n, k, _ = grid.shape
+    count = torch.zeros_like(grid)
+    total = torch.zeros_like(grid)
+    for nb in neighbour_shifts(grid, 0):
+        count += nb > 0
+        total += nb
+    count = count.reshape(n, k * k)
+    total = total.reshape(n, k * k).to(dtype)
+    mean = total / torch.where(count == 0, 1, count).to(dtype)
+    diff = (grid.reshape(n, k * k).to(dtype) - mean).abs()
+    return torch.where((count > 0) & (grid.reshape(n, k * k) > 0), diff, 0.0)
 
 
 def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -> dict:
     n, k, _ = levels.shape
     m = k * k
-    flat = levels.reshape(n, m)
-    device = flat.device
+    device = levels.device
+    grid = levels.to(torch.int32)
+    flat = grid.reshape(n, m)
     valid = flat > 0
-    diff = neighbourhood_difference(flat, neighbour_index(k, device), dtype)
-    eq_level = flat[:, :, None] == flat[:, None, :]
-    count, first = group_stats(eq_level, valid, earlier_mask(m, device))
+    diff = neighbourhood_difference(grid, dtype)
+    n_levels = int(flat.max()) + 1
+    count, first = group_stats(flat, valid, n_levels)
+    key = flat.long()
 
+    # Per distinct grey level, carried by its first voxel: n_i, p_i = n_i / Nvp and s_i.
     nvp = valid.to(dtype).sum(1)  # >= 1: the centre voxel is in its kernel
     i = flat.to(dtype)
-    # Per distinct level, carried by its first voxel: p_i and s_i.
     f = first.to(dtype)
-    p = torch.where(first, count.to(dtype) / nvp[:, None], torch.zeros_like(i))
-    s = torch.where(first, (eq_level & valid[:, None, :]).to(dtype).matmul(diff[:, :, None])[..., 0],
-                    torch.zeros_like(i))
-    pair = first[:, :, None] & first[:, None, :]
-    di = i[:, :, None] - i[:, None, :]
+    p = torch.where(first, count.to(dtype) / nvp[:, None], 0.0)
+    s_level = torch.zeros(n, n_levels, dtype=dtype, device=device).scatter_add_(1, key, diff)
+    s = torch.where(first, s_level.gather(1, key), 0.0)
     sum_ps = (p * s).sum(1)
-    sum_s = (f * s).sum(1)
+    sum_s = s.sum(1)
+    ngp = f.sum(1)
 
     out = {}
     want = set(names)
     if "Coarseness" in want:
         nonzero = sum_ps != 0
-        out["Coarseness"] = torch.where(nonzero, 1.0 / torch.where(nonzero, sum_ps, 1.0),
-                                        torch.full_like(sum_ps, 1e6))
+        out["Coarseness"] = torch.where(nonzero, 1.0 / torch.where(nonzero, sum_ps, 1.0), 1e6)
     if "Contrast" in want:
-        ngp = f.sum(1)
+        # sum_ij p_i p_j (i - j)^2 = 2 P (sum_i p_i (i - mu)^2), P = sum p, mu = sum p i / P.
+        sum_p = p.sum(1)
+        mu = (p * i).sum(1) / sum_p
+        pair_sum = 2.0 * sum_p * (p * (i - mu[:, None]) ** 2).sum(1)
         div = ngp * (ngp - 1)
-        num = (p[:, :, None] * p[:, None, :] * di ** 2).sum((1, 2)) * sum_s / nvp
-        out["Contrast"] = torch.where(div != 0, num / torch.where(div != 0, div, 1.0),
-                                      torch.zeros_like(num))
-    if "Busyness" in want:
-        p64 = count.double() / valid.double().sum(1)[:, None]
-        a = flat.double() * p64
-        den = torch.where(pair, (a[:, :, None] - a[:, None, :]).abs(), 0.0).sum((1, 2)).to(dtype)
-        out["Busyness"] = torch.where(den != 0, sum_ps / torch.where(den != 0, den, 1.0),
-                                      torch.zeros_like(sum_ps))
-    if "Complexity" in want:
-        ps = p * s
-        numerator = torch.where(pair, ps[:, :, None] + ps[:, None, :], 0.0)
-        divisor = p[:, :, None] + p[:, None, :]
-        divisor = torch.where(divisor == 0, torch.ones_like(divisor), divisor)
-        out["Complexity"] = (di.abs() * numerator / divisor).sum((1, 2)) / nvp
+        num = pair_sum * sum_s / nvp
+        out["Contrast"] = torch.where(div != 0, num / torch.where(div != 0, div, 1.0), 0.0)
     if "Strength" in want:
-        st = torch.where(pair, (p[:, :, None] + p[:, None, :]) * di ** 2, 0.0).sum((1, 2))
-        out["Strength"] = torch.where(sum_s != 0, st / torch.where(sum_s != 0, sum_s, 1.0),
-                                      torch.zeros_like(st))
+        # sum_ij (p_i + p_j)(i - j)^2 over present levels = 2 sum_i p_i (Ngp (i - c)^2 + C2),
+        # c = mean of the present levels, C2 = sum_j (j - c)^2.
+        c = (f * i).sum(1) / ngp
+        dc = torch.where(first, i - c[:, None], 0.0)
+        c2 = (dc ** 2).sum(1)
+        st = 2.0 * (p * (ngp[:, None] * dc ** 2 + c2[:, None])).sum(1)
+        out["Strength"] = torch.where(sum_s != 0, st / torch.where(sum_s != 0, sum_s, 1.0), 0.0)
+    if want & {"Busyness", "Complexity"}:
+        pa, pb = position_pairs(m, device)
+        both = first[:, pa] & first[:, pb]
+        if "Busyness" in want:
+            a = flat.double() * (count.double() / valid.double().sum(1)[:, None])
+            den = 2.0 * torch.where(both, (a[:, pa] - a[:, pb]).abs(), 0.0).sum(1)
+            den = den.to(dtype)
+            out["Busyness"] = torch.where(den != 0, sum_ps / torch.where(den != 0, den, 1.0), 0.0)
+        if "Complexity" in want:
+            ps = p * s
+            term = (i[:, pa] - i[:, pb]).abs() * (ps[:, pa] + ps[:, pb]) / (p[:, pa] + p[:, pb])
+            out["Complexity"] = 2.0 * torch.where(both, term, 0.0).sum(1) / nvp
     return out
 
 
@@ -106,4 +116,6 @@ def compute(levels: torch.Tensor, n_levels: int, features: list[str] | None = No
     """
     check_levels(levels)
     names = select_features(features, FEATURES, "ngtdm")
-    return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype), names, dtype)
+    n_keys = int(levels.max()) + 1 if levels.numel() else 1
+    return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype), names, dtype,
+                     keys_per_voxel=n_keys)
