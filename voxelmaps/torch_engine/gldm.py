@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 
 from voxelmaps.torch_engine.kernel_neighbours import (
-    OFFSETS_2D, check_levels, group_stats, in_chunks, neighbour_shifts, select_features,
+    OFFSETS_2D, check_levels, group_stats, in_chunks, neighbour_shifts, position_major,
+    select_features,
 )
 
 #: PyRadiomics' 14 default GLDM features (GrayLevelNonUniformityNormalized and
@@ -33,19 +34,22 @@ _EPS = 2.220446049250313e-16  # numpy.spacing(1), PyRadiomics' entropy epsilon
 
 
 def dependence_counts(grid: torch.Tensor, alpha: int = 0) -> torch.Tensor:
-    """(n, K, K) levels -> (n, K*K) number of neighbours in the kernel within `alpha` levels."""
-    n, k, _ = grid.shape
+    """(K, K, n) levels -> (K*K, n) number of neighbours in the kernel within `alpha` levels."""
+    k, _, n = grid.shape
     dep = torch.zeros_like(grid)
     for nb in neighbour_shifts(grid, 0):
-        dep += (nb > 0) & ((nb - grid).abs() <= alpha)
-    return dep.reshape(n, k * k)
+        if alpha == 0:
+            dep += nb == grid  # grid > 0 wherever dep is used
+        else:
+            dep += (nb > 0) & ((nb - grid).abs() <= alpha)
+    return dep.reshape(k * k, n)
 
 
 def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype, alpha: int) -> dict:
     n, k, _ = levels.shape
     m = k * k
-    grid = levels.to(torch.int32)
-    flat = grid.reshape(n, m)
+    grid = position_major(levels)
+    flat = grid.reshape(m, n)
     valid = flat > 0
     dep = dependence_counts(grid, alpha)
     n_levels = int(flat.max()) + 1
@@ -54,17 +58,17 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype, a
     w = valid.to(dtype)
     i = flat.to(dtype)
     j = (dep + 1).to(dtype)
-    nz = w.sum(1)
+    nz = w.sum(0)
     nz = torch.where(nz == 0, torch.ones_like(nz), nz)
     i2 = torch.where(valid, i * i, 1.0)
     j2 = j * j
 
     def wsum(x):
-        return (w * x).sum(1)
+        return (w * x).sum(0)
 
     def non_uniformity(key, n_keys):
         count, first = group_stats(key, valid, n_keys)
-        return (first.to(dtype) * count.to(dtype) ** 2).sum(1)
+        return (first.to(dtype) * count.to(dtype) ** 2).sum(0)
 
     out = {}
     want = set(names)
@@ -79,15 +83,15 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype, a
         out["DependenceNonUniformity"] = s / nz
         out["DependenceNonUniformityNormalized"] = s / nz ** 2
     if want & {"GrayLevelVariance"}:
-        mu = (wsum(i) / nz)[:, None]
+        mu = (wsum(i) / nz)
         out["GrayLevelVariance"] = wsum((i - mu) ** 2) / nz
     if want & {"DependenceVariance"}:
-        mu = (wsum(j) / nz)[:, None]
+        mu = (wsum(j) / nz)
         out["DependenceVariance"] = wsum((j - mu) ** 2) / nz
     if want & {"DependenceEntropy"}:
         count, first = group_stats(flat * n_dep + dep, valid, n_levels * n_dep)
-        p = count.to(dtype) / nz[:, None]
-        out["DependenceEntropy"] = -(first.to(dtype) * p * torch.log2(p + _EPS)).sum(1)
+        p = count.to(dtype) / nz
+        out["DependenceEntropy"] = -(first.to(dtype) * p * torch.log2(p + _EPS)).sum(0)
     if want & {"LowGrayLevelEmphasis"}:
         out["LowGrayLevelEmphasis"] = wsum(1.0 / i2) / nz
     if want & {"HighGrayLevelEmphasis"}:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from voxelmaps.torch_engine.kernel_neighbours import (
-    check_levels, group_stats, in_chunks, neighbour_shifts, select_features,
+    check_levels, group_stats, in_chunks, neighbour_shifts, position_major, select_features,
 )
 
 #: PyRadiomics' 16 default GLSZM features.
@@ -32,54 +32,55 @@ _EPS = 2.220446049250313e-16  # numpy.spacing(1), PyRadiomics' entropy epsilon
 
 
 def zone_labels(grid: torch.Tensor) -> torch.Tensor:
-    """(n, K, K) levels -> (n, K*K) int64 zone label = smallest flat position of the zone.
+    """(K, K, n) levels -> (K*K, n) int64 zone label = smallest flat position of the zone.
 
     Zones are 8-connected sets of equal level > 0 inside the patch. Positions outside the kernel
     (level 0) get label K*K.
     """
-    n, k, _ = grid.shape
+    k, _, n = grid.shape
     m = k * k
     valid = grid > 0
     same = [(nb == grid) & valid for nb in neighbour_shifts(grid, 0)]
-    pos = torch.arange(m, dtype=torch.int16, device=grid.device).view(1, k, k)
+    pos = torch.arange(m, dtype=torch.int16, device=grid.device).view(k, k, 1)
     labels = torch.where(valid, pos, m).to(torch.int16)
-    sentinel = torch.full((n, 1), m, dtype=torch.long, device=grid.device)
+    sentinel = torch.full((1, n), m, dtype=torch.long, device=grid.device)
+    flat = labels.reshape(m, n).long()
     for _ in range(m):
         new = labels.clone()
         for link, nb in zip(same, neighbour_shifts(labels, m)):
             torch.minimum(new, torch.where(link, nb, m), out=new)
         # Pointer jumping: a label is a position of the same zone, whose own label is no larger.
-        flat = new.reshape(n, m).long()
-        flat = torch.minimum(flat, torch.cat([flat, sentinel], dim=1).gather(1, flat))
-        new = flat.to(torch.int16).view(n, k, k)
+        flat = new.reshape(m, n).long()
+        flat = torch.minimum(flat, torch.cat([flat, sentinel]).gather(0, flat))
+        new = flat.to(torch.int16).view(k, k, n)
         if torch.equal(new, labels):
-            return flat
+            break
         labels = new
-    return labels.reshape(n, m).long()
+    return flat
 
 
 def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -> dict:
     n, k, _ = levels.shape
     m = k * k
     device = levels.device
-    grid = levels.to(torch.int32)
-    flat = grid.reshape(n, m)
+    grid = position_major(levels)
+    flat = grid.reshape(m, n)
     valid = flat > 0
     labels = zone_labels(grid)
     n_levels = int(flat.max()) + 1
 
     # Zone size, read at each zone's root (the position whose label is itself).
-    sizes = torch.zeros(n, m + 1, dtype=torch.int32, device=device)
-    sizes.scatter_add_(1, labels, torch.ones_like(flat))
-    zone_size = sizes[:, :m]
-    root = valid & (labels == torch.arange(m, device=device))
+    sizes = torch.zeros(m + 1, n, dtype=torch.int32, device=device)
+    sizes.scatter_add_(0, labels, torch.ones_like(flat))
+    zone_size = sizes[:m]
+    root = valid & (labels == torch.arange(m, device=device)[:, None])
 
     w = root.to(dtype)
     i = flat.to(dtype)
     j = zone_size.to(dtype)
-    nz = w.sum(1)
+    nz = w.sum(0)
     nz = torch.where(nz == 0, torch.ones_like(nz), nz)
-    np_ = valid.to(dtype).sum(1)
+    np_ = valid.to(dtype).sum(0)
     np_ = torch.where(np_ == 0, torch.ones_like(np_), np_)
     i2 = torch.where(root, i * i, 1.0)
     j2 = torch.where(root, j * j, 1.0)
@@ -88,11 +89,11 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -
     want = set(names)
 
     def wsum(x):
-        return (w * x).sum(1)
+        return (w * x).sum(0)
 
     def non_uniformity(key, n_keys):
         count, first = group_stats(key, root, n_keys)
-        return (first.to(dtype) * count.to(dtype) ** 2).sum(1)
+        return (first.to(dtype) * count.to(dtype) ** 2).sum(0)
 
     if want & {"SmallAreaEmphasis"}:
         out["SmallAreaEmphasis"] = wsum(1.0 / j2) / nz
@@ -109,15 +110,15 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -
     if want & {"ZonePercentage"}:
         out["ZonePercentage"] = nz / np_
     if want & {"GrayLevelVariance"}:
-        mu = (wsum(i) / nz)[:, None]
+        mu = (wsum(i) / nz)
         out["GrayLevelVariance"] = wsum((i - mu) ** 2) / nz
     if want & {"ZoneVariance"}:
-        mu = (wsum(j) / nz)[:, None]
+        mu = (wsum(j) / nz)
         out["ZoneVariance"] = wsum((j - mu) ** 2) / nz
     if want & {"ZoneEntropy"}:
         count, first = group_stats(flat * (m + 1) + zone_size, root, n_levels * (m + 1))
-        p = count.to(dtype) / nz[:, None]
-        out["ZoneEntropy"] = -(first.to(dtype) * p * torch.log2(p + _EPS)).sum(1)
+        p = count.to(dtype) / nz
+        out["ZoneEntropy"] = -(first.to(dtype) * p * torch.log2(p + _EPS)).sum(0)
     if want & {"LowGrayLevelZoneEmphasis"}:
         out["LowGrayLevelZoneEmphasis"] = wsum(1.0 / i2) / nz
     if want & {"HighGrayLevelZoneEmphasis"}:

@@ -7,6 +7,10 @@ of a patch position are the positions one step away (infinity norm) inside the p
 is > 0. This module gives that structure as shifted views of the patch and the grouping
 primitives the families share (how many kernel voxels share a key, which one is the first of its
 group), with histograms over keys, so no per-voxel (Ng, Ns) matrix is ever built.
+
+Layout: position-major, (K, K, n) or (M, n) with M = K * K, voxels last. Every operation then
+runs over long contiguous rows of voxels; with voxels first, each op would loop over rows of 3 to
+9 elements, which torch does several times slower on CPU.
 """
 
 from __future__ import annotations
@@ -21,18 +25,6 @@ OFFSETS_2D: tuple[tuple[int, int], ...] = tuple(
 )
 
 
-def neighbour_shifts(grid: torch.Tensor, fill) -> list[torch.Tensor]:
-    """(n, K, K) -> 8 views (n, K, K): the value at each position's neighbour in each direction.
-
-    Positions whose neighbour falls outside the patch get `fill`. Views into one padded copy, so
-    no gather and no (n, K, K, 8) tensor: torch's reductions over a short last axis are slow.
-    """
-    n, k, _ = grid.shape
-    padded = grid.new_full((n, k + 2, k + 2), fill)
-    padded[:, 1:-1, 1:-1] = grid
-    return [padded[:, 1 + dy:1 + dy + k, 1 + dx:1 + dx + k] for dy, dx in OFFSETS_2D]
-
-
 def check_levels(levels: torch.Tensor) -> int:
     """Validate a (N, K, K) integer patch tensor and return K."""
     if levels.dim() != 3 or levels.shape[1] != levels.shape[2] or levels.shape[1] % 2 != 1:
@@ -42,31 +34,48 @@ def check_levels(levels: torch.Tensor) -> int:
     return int(levels.shape[1])
 
 
+def position_major(levels: torch.Tensor) -> torch.Tensor:
+    """(n, K, K) int patches -> (K, K, n) int32, contiguous."""
+    return levels.permute(1, 2, 0).to(torch.int32).contiguous()
+
+
+def neighbour_shifts(grid: torch.Tensor, fill) -> list[torch.Tensor]:
+    """(K, K, n) -> 8 views (K, K, n): the value at each position's neighbour in each direction.
+
+    Positions whose neighbour falls outside the patch get `fill`. Views into one padded copy, so
+    no gather and no 8-wide axis to reduce.
+    """
+    k, _, n = grid.shape
+    padded = grid.new_full((k + 2, k + 2, n), fill)
+    padded[1:-1, 1:-1] = grid
+    return [padded[1 + dy:1 + dy + k, 1 + dx:1 + dx + k] for dy, dx in OFFSETS_2D]
+
+
 def group_stats(key: torch.Tensor, member: torch.Tensor, n_keys: int):
     """Group kernel voxels by an integer key (grey level, zone size, (level, size) cell, ...).
 
     Args:
-        key: (n, M) integer keys in [0, n_keys).
-        member: (n, M) bool, which positions take part (voxels in the kernel, zone roots).
+        key: (M, n) integer keys in [0, n_keys).
+        member: (M, n) bool, which positions take part (voxels in the kernel, zone roots).
         n_keys: number of possible keys.
 
     Returns:
-        count: (n, M) int32, number of members sharing p's key (meaningful where member).
-        first: (n, M) bool, p is the member with the smallest position among those sharing its
+        count: (M, n) int32, number of members sharing p's key (meaningful where member).
+        first: (M, n) bool, p is the member with the smallest position among those sharing its
             key, so a sum over `first` is a sum over distinct keys, as PyRadiomics sums over the
             non-empty cells of its matrices.
 
-    Histograms by scatter (n * n_keys memory): much faster than (n, M, M) comparisons on CPU.
+    Histograms by scatter (n_keys * n memory): much faster than (M, M, n) comparisons on CPU.
     """
-    n, m = key.shape
+    m, n = key.shape
     key = key.long()
-    hist = torch.zeros(n, n_keys, dtype=torch.int32, device=key.device)
-    hist.scatter_add_(1, key, member.to(torch.int32))
-    count = hist.gather(1, key)
-    pos = torch.arange(m, device=key.device).expand(n, m)
-    first_pos = torch.full((n, n_keys), m, dtype=torch.long, device=key.device)
-    first_pos.scatter_reduce_(1, key, torch.where(member, pos, m), "amin")
-    first = member & (first_pos.gather(1, key) == pos)
+    hist = torch.zeros(n_keys, n, dtype=torch.int32, device=key.device)
+    hist.scatter_add_(0, key, member.to(torch.int32))
+    count = hist.gather(0, key)
+    pos = torch.arange(m, device=key.device)[:, None].expand(m, n)
+    first_pos = torch.full((n_keys, n), m, dtype=torch.long, device=key.device)
+    first_pos.scatter_reduce_(0, key, torch.where(member, pos, m), "amin")
+    first = member & (first_pos.gather(0, key) == pos)
     return count, first
 
 
@@ -95,14 +104,15 @@ def in_chunks(levels: torch.Tensor, chunk_size: int, fn, names: list[str], dtype
               keys_per_voxel: int = 0):
     """Apply `fn(levels_chunk) -> dict` over voxel chunks, bounding memory.
 
-    `keys_per_voxel` (histogram columns per voxel, see `group_stats`) shrinks the chunk so that
+    `keys_per_voxel` (histogram rows per voxel, see `group_stats`) shrinks the chunk so that
     the histograms stay near 2**23 elements whatever the number of grey levels.
     """
     n = levels.shape[0]
     if keys_per_voxel > 0:
         chunk_size = max(256, min(int(chunk_size), 2 ** 23 // int(keys_per_voxel)))
+    chunk_size = max(1, int(chunk_size))
     out = {name: torch.empty(n, dtype=dtype, device=levels.device) for name in names}
-    for start in range(0, n, max(1, int(chunk_size))):
+    for start in range(0, n, chunk_size):
         part = fn(levels[start:start + chunk_size])
         for name in names:
             out[name][start:start + chunk_size] = part[name]

@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 
 from voxelmaps.torch_engine.kernel_neighbours import (
-    check_levels, group_stats, in_chunks, neighbour_shifts, position_pairs, select_features,
+    check_levels, group_stats, in_chunks, neighbour_shifts, position_major, position_pairs,
+    select_features,
 )
 
 #: PyRadiomics' 5 NGTDM features.
@@ -27,26 +28,26 @@ FEATURES: tuple[str, ...] = ("Busyness", "Coarseness", "Complexity", "Contrast",
 
 
 def neighbourhood_difference(grid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(n, K, K) levels -> (n, K*K) |level - mean level of its neighbours in the kernel| (0 if none)."""
-    n, k, _ = grid.shape
+    """(K, K, n) levels -> (K*K, n) |level - mean level of its neighbours in the kernel| (0 if none)."""
+    k, _, n = grid.shape
     count = torch.zeros_like(grid)
     total = torch.zeros_like(grid)
     for nb in neighbour_shifts(grid, 0):
         count += nb > 0
         total += nb
-    count = count.reshape(n, k * k)
-    total = total.reshape(n, k * k).to(dtype)
-    mean = total / torch.where(count == 0, 1, count).to(dtype)
-    diff = (grid.reshape(n, k * k).to(dtype) - mean).abs()
-    return torch.where((count > 0) & (grid.reshape(n, k * k) > 0), diff, 0.0)
+    count = count.reshape(k * k, n)
+    level = grid.reshape(k * k, n)
+    mean = total.reshape(k * k, n).to(dtype) / torch.where(count == 0, 1, count).to(dtype)
+    diff = (level.to(dtype) - mean).abs()
+    return torch.where((count > 0) & (level > 0), diff, 0.0)
 
 
 def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -> dict:
     n, k, _ = levels.shape
     m = k * k
     device = levels.device
-    grid = levels.to(torch.int32)
-    flat = grid.reshape(n, m)
+    grid = position_major(levels)
+    flat = grid.reshape(m, n)
     valid = flat > 0
     diff = neighbourhood_difference(grid, dtype)
     n_levels = int(flat.max()) + 1
@@ -54,15 +55,15 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -
     key = flat.long()
 
     # Per distinct grey level, carried by its first voxel: n_i, p_i = n_i / Nvp and s_i.
-    nvp = valid.to(dtype).sum(1)  # >= 1: the centre voxel is in its kernel
+    nvp = valid.to(dtype).sum(0)  # >= 1: the centre voxel is in its kernel
     i = flat.to(dtype)
     f = first.to(dtype)
-    p = torch.where(first, count.to(dtype) / nvp[:, None], 0.0)
-    s_level = torch.zeros(n, n_levels, dtype=dtype, device=device).scatter_add_(1, key, diff)
-    s = torch.where(first, s_level.gather(1, key), 0.0)
-    sum_ps = (p * s).sum(1)
-    sum_s = s.sum(1)
-    ngp = f.sum(1)
+    p = torch.where(first, count.to(dtype) / nvp, 0.0)
+    s_level = torch.zeros(n_levels, n, dtype=dtype, device=device).scatter_add_(0, key, diff)
+    s = torch.where(first, s_level.gather(0, key), 0.0)
+    sum_ps = (p * s).sum(0)
+    sum_s = s.sum(0)
+    ngp = f.sum(0)
 
     out = {}
     want = set(names)
@@ -71,32 +72,31 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -
         out["Coarseness"] = torch.where(nonzero, 1.0 / torch.where(nonzero, sum_ps, 1.0), 1e6)
     if "Contrast" in want:
         # sum_ij p_i p_j (i - j)^2 = 2 P (sum_i p_i (i - mu)^2), P = sum p, mu = sum p i / P.
-        sum_p = p.sum(1)
-        mu = (p * i).sum(1) / sum_p
-        pair_sum = 2.0 * sum_p * (p * (i - mu[:, None]) ** 2).sum(1)
+        sum_p = p.sum(0)
+        mu = (p * i).sum(0) / sum_p
+        pair_sum = 2.0 * sum_p * (p * (i - mu) ** 2).sum(0)
         div = ngp * (ngp - 1)
         num = pair_sum * sum_s / nvp
         out["Contrast"] = torch.where(div != 0, num / torch.where(div != 0, div, 1.0), 0.0)
     if "Strength" in want:
         # sum_ij (p_i + p_j)(i - j)^2 over present levels = 2 sum_i p_i (Ngp (i - c)^2 + C2),
         # c = mean of the present levels, C2 = sum_j (j - c)^2.
-        c = (f * i).sum(1) / ngp
-        dc = torch.where(first, i - c[:, None], 0.0)
-        c2 = (dc ** 2).sum(1)
-        st = 2.0 * (p * (ngp[:, None] * dc ** 2 + c2[:, None])).sum(1)
+        c = (f * i).sum(0) / ngp
+        dc = torch.where(first, i - c, 0.0)
+        c2 = (dc ** 2).sum(0)
+        st = 2.0 * (p * (ngp * dc ** 2 + c2)).sum(0)
         out["Strength"] = torch.where(sum_s != 0, st / torch.where(sum_s != 0, sum_s, 1.0), 0.0)
     if want & {"Busyness", "Complexity"}:
         pa, pb = position_pairs(m, device)
-        both = first[:, pa] & first[:, pb]
+        both = first[pa] & first[pb]
         if "Busyness" in want:
-            a = flat.double() * (count.double() / valid.double().sum(1)[:, None])
-            den = 2.0 * torch.where(both, (a[:, pa] - a[:, pb]).abs(), 0.0).sum(1)
-            den = den.to(dtype)
+            a = flat.double() * (count.double() / valid.double().sum(0))
+            den = (2.0 * torch.where(both, (a[pa] - a[pb]).abs(), 0.0).sum(0)).to(dtype)
             out["Busyness"] = torch.where(den != 0, sum_ps / torch.where(den != 0, den, 1.0), 0.0)
         if "Complexity" in want:
             ps = p * s
-            term = (i[:, pa] - i[:, pb]).abs() * (ps[:, pa] + ps[:, pb]) / (p[:, pa] + p[:, pb])
-            out["Complexity"] = 2.0 * torch.where(both, term, 0.0).sum(1) / nvp
+            term = (i[pa] - i[pb]).abs() * (ps[pa] + ps[pb]) / (p[pa] + p[pb])
+            out["Complexity"] = 2.0 * torch.where(both, term, 0.0).sum(0) / nvp
     return out
 
 
