@@ -109,7 +109,7 @@ def _forward_core(u_tm, delta_tm, A, B_tm, C_tm, chunk, keep_boundaries):
         e = min(s + chunk, length)
         decay, states = _chunk_terms(delta_tm[s:e], u_tm[s:e], A, B_tm[s:e])
         _scan_chunk_inplace(decay, states, h)
-        y[s:e] = torch.einsum("kbdn,kbn->kbd", states, C_tm[s:e])
+        y[s:e] = torch.matmul(states, C_tm[s:e].unsqueeze(-1)).squeeze(-1)
         h = states[-1]
         if keep_boundaries and i < len(starts) - 1:
             boundaries[i].copy_(h)
@@ -128,7 +128,7 @@ def _forward_traceable(u_tm, delta_tm, A, B_tm, C_tm, chunk):
         for k in range(e - s):
             h = drive[k] if h is None else torch.addcmul(drive[k], decay[k], h)
             states.append(h)
-        ys.append(torch.einsum("kbdn,kbn->kbd", torch.stack(states), C_tm[s:e]))
+        ys.append(torch.matmul(torch.stack(states), C_tm[s:e].unsqueeze(-1)).squeeze(-1))
     return torch.cat(ys)
 
 
@@ -192,7 +192,8 @@ class SelectiveScanFunction(torch.autograd.Function):
             decay, states = _chunk_terms(dlt, u_c, A, B_c)
             _scan_chunk_inplace(decay, states, h0)
             dy_c = dy[s:e]
-            dC[s:e] = torch.einsum("kbdn,kbd->kbn", states, dy_c)
+            # contractions as batched matmuls over (chunk, batch): no transposed copies
+            dC[s:e] = torch.matmul(dy_c.unsqueeze(-2), states).squeeze(-2)
             # adjoint states g_k = dL/dh_k
             g = dy_c.unsqueeze(-1) * C_tm[s:e].unsqueeze(2)
             if carry is not None:
@@ -208,11 +209,11 @@ class SelectiveScanFunction(torch.autograd.Function):
             else:
                 w[0].zero_()
             ddelta_c = (w * A).sum(-1)
-            dA += torch.einsum("kbdn,kbd->dn", w, dlt)
-            gB = torch.einsum("kbdn,kbn->kbd", g, B_c)
+            dA += (w * dlt.unsqueeze(-1)).sum((0, 1))
+            gB = torch.matmul(g, B_c.unsqueeze(-1)).squeeze(-1)
             ddelta_c.addcmul_(gB, u_c)
             du[s:e].addcmul_(gB, dlt)
-            dB[s:e] = torch.einsum("kbdn,kbd->kbn", g, dlt * u_c)
+            dB[s:e] = torch.matmul((dlt * u_c).unsqueeze(-2), g).squeeze(-2)
             ddelta[s:e] = ddelta_c
 
         if ctx.delta_softplus:

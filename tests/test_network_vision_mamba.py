@@ -1,0 +1,165 @@
+"""Issue 4 acceptance: VisionMambaSurv shapes and size, fine-tuning freeze, fixed-seed determinism,
+torch.jit.trace export equal to eager, bidirectional mixing, scan-backend choice, Grad-CAM."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from networks import VisionMambaSurv
+from networks.gradcam import risk_attention_map
+from networks.mamba_block import BiMambaMixer, resolve_scan_backend
+from survival.cox_loss import CoxPartialLikelihoodLoss
+
+SMALL = dict(in_channels=3, img_size=32, stem_widths=(8, 16), embed_dim=32, depth=4)
+
+
+def make_net(seed=0, **kw):
+    torch.manual_seed(seed)
+    return VisionMambaSurv(**{**SMALL, **kw})
+
+
+def batch(n=4, channels=3, size=32, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, channels, size, size, generator=g)
+    label = torch.stack([torch.arange(1.0, n + 1), (torch.arange(n) % 2 == 0).float()], 1)
+    return x, label
+
+
+def test_default_network_shape_and_parameter_count():
+    torch.manual_seed(0)
+    net = VisionMambaSurv(in_channels=10)
+    n_params = sum(p.numel() for p in net.parameters())
+    print(f"VisionMambaSurv(in_channels=10) parameters: {n_params:,}")
+    assert 1_000_000 < n_params < 1_300_000  # Vim-tiny-like width 128, depth 8
+    assert len(net.blocks) == 8 and net.tokens.pos_embed.shape == (1, 145, 128)
+    net.eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 10, 96, 96))
+    assert out.shape == (2, 1) and torch.isfinite(out).all()
+    # Mamba's dt bias init survives the Linear re-initialisation (softplus(bias) in [1e-3, 0.1])
+    dt = torch.nn.functional.softplus(net.blocks[0].mixer.forward_branch.dt_proj.bias)
+    assert dt.min() >= 1e-3 - 1e-6 and dt.max() <= 0.1 + 1e-6
+
+
+def test_fixed_seed_gives_identical_weights_and_output():
+    x, _ = batch()
+    a, b = make_net(seed=5), make_net(seed=5)
+    a.eval(), b.eval()
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+    assert not torch.equal(make_net(seed=6).eval()(x).detach(), a(x).detach())
+
+
+def test_freeze_keeps_stem_and_first_blocks_bit_identical_after_adamw_step():
+    net = make_net()
+    net.freeze()  # stem + first depth // 2 blocks
+    before = copy.deepcopy(net.state_dict())
+    net.train()
+    bn = net.stem.conv1.adn.N
+    assert not bn.training, "frozen BatchNorm must stay in eval mode under model.train()"
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=0.05)
+    x, label = batch()
+    loss = CoxPartialLikelihoodLoss()(net(x), label)
+    loss.backward()
+    opt.step()
+    after = net.state_dict()
+    frozen_prefixes = ("stem.", "tokens.", "blocks.0.", "blocks.1.")
+    for name, value in before.items():
+        if name.startswith(frozen_prefixes):
+            assert torch.equal(value, after[name]), f"frozen {name} changed"
+    assert not torch.equal(before["blocks.2.mixer.in_proj.weight"], after["blocks.2.mixer.in_proj.weight"])
+    assert not torch.equal(before["head.fc.weight"], after["head.fc.weight"])
+    trainable = {id(p) for p in net.trainable_parameters()}
+    assert id(net.blocks[3].mixer.out_proj.weight) in trainable
+    assert id(net.blocks[1].mixer.out_proj.weight) not in trainable
+    assert id(net.stem.conv1.conv.weight) not in trainable
+    net.freeze(stem=False, blocks=0)
+    assert sum(1 for _ in net.trainable_parameters()) == sum(1 for _ in net.parameters())
+    net.train()
+    assert bn.training
+
+
+def test_torch_jit_trace_matches_eager(tmp_path):
+    net = make_net().eval()
+    x, _ = batch(n=2)
+    with torch.no_grad():
+        eager = net(x)
+        traced = torch.jit.trace(net, x, check_trace=False)
+    path = tmp_path / "model.ts"
+    torch.jit.save(traced, str(path))
+    loaded = torch.jit.load(str(path))
+    with torch.no_grad():
+        assert (loaded(x) - eager).abs().max() <= 1e-5
+        x2, _ = batch(n=2, seed=9)  # a new input of the traced shape
+        assert (loaded(x2) - net(x2)).abs().max() <= 1e-5
+
+
+def test_mixer_is_bidirectional():
+    """The first token's output depends on the last token only through the backward branch."""
+    torch.manual_seed(0)
+    mixer = BiMambaMixer(d_model=16, d_state=4).eval()
+    h = torch.randn(1, 10, 16)
+    h2 = h.clone()
+    h2[:, -1] += 1.0
+    with torch.no_grad():
+        delta = (mixer(h2) - mixer(h))[:, 0].abs().max()
+    assert delta > 1e-6
+
+
+def test_training_gradients_reach_every_parameter_and_are_finite():
+    net = make_net(drop_path=0.1, dropout=0.1).train()
+    x, label = batch()
+    CoxPartialLikelihoodLoss()(net(x), label).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert net.blocks[0].mixer.backward_branch.A_log.grad.abs().sum() > 0
+
+
+def test_scan_backend_choice():
+    assert resolve_scan_backend("auto", "cpu", mamba_ssm_available=True) == "torch"
+    assert resolve_scan_backend("auto", "cuda", mamba_ssm_available=False) == "torch"
+    assert resolve_scan_backend("auto", "cuda", mamba_ssm_available=True) == "mamba_ssm"
+    assert resolve_scan_backend("torch", "cuda", mamba_ssm_available=True) == "torch"
+    assert resolve_scan_backend("mamba_ssm", "cuda", mamba_ssm_available=True) == "mamba_ssm"
+    with pytest.raises(RuntimeError, match="needs a CUDA input"):
+        resolve_scan_backend("mamba_ssm", "cpu", mamba_ssm_available=True)
+    with pytest.raises(ValueError):
+        resolve_scan_backend("triton", "cpu", mamba_ssm_available=True)
+    net = make_net(scan_backend="mamba_ssm")
+    with pytest.raises(RuntimeError, match="mamba_ssm"):
+        net(batch()[0])
+    auto = make_net()
+    auto(batch()[0])
+    assert {b.mixer.active_backend for b in auto.blocks} == {"torch"}
+
+
+def test_bundle_target_instantiates():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser({"network_def": {"_target_": "networks.VisionMambaSurv", "in_channels": 4,
+                                           "img_size": 32, "depth": 2, "embed_dim": 32}})
+    net = parser.get_parsed_content("network_def")
+    assert isinstance(net, VisionMambaSurv) and len(net.blocks) == 2
+
+
+def test_bad_input_raises():
+    net = make_net()
+    with pytest.raises(ValueError, match="expected input"):
+        net(torch.randn(2, 5, 32, 32))
+    with pytest.raises(ValueError, match="32x32"):
+        net(torch.randn(2, 3, 40, 40))
+    with pytest.raises(ValueError, match="divisible by 8"):
+        VisionMambaSurv(in_channels=1, img_size=50)
+
+
+def test_gradcam_risk_map_at_input_resolution():
+    net = make_net().train()
+    x, _ = batch(n=1, seed=3)
+    cam = risk_attention_map(net, x[0])
+    assert cam.shape == (1, 1, 32, 32)
+    assert torch.isfinite(cam).all()
+    assert cam.max() > cam.min()
+    assert net.training  # mode restored
