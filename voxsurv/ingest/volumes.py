@@ -20,20 +20,50 @@ SPACING_RTOL = 1e-4
 DIRECTION_TOL = 1e-4
 
 
+def _nifti_truncation(path: Path) -> str | None:
+    """ITK's NIfTI reader fills a truncated file's missing voxels silently; check the byte count
+    (header offset + voxels x bytes) against the (decompressed) file. None when complete."""
+    import gzip
+    import zlib
+
+    import nibabel as nib
+
+    try:
+        hdr = nib.load(str(path)).header
+    except Exception as exc:  # noqa: BLE001 - any header failure means unreadable
+        return f"header unreadable ({type(exc).__name__})"
+    need = int(hdr.get_data_offset()) + int(np.prod(hdr.get_data_shape())) * hdr.get_data_dtype().itemsize
+    if str(path).endswith(".gz"):
+        have = 0
+        try:
+            with gzip.open(path, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    have += len(chunk)
+        except (EOFError, OSError, zlib.error) as exc:
+            return f"compressed stream ends early ({type(exc).__name__})"
+    else:
+        have = path.stat().st_size
+    return None if have >= need else f"{have} of {need} bytes"
+
+
 def read_volume(path: str | Path, patient_id: str | None = None, what: str = "image") -> sitk.Image:
     """Read a 3D volume (NIfTI, NRRD or anything SimpleITK reads); InputError when the file is
     missing, unreadable/truncated or not 3D."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{what} file not found", patient_id, path, "check the path in the manifest")
+    unreadable = InputError(f"{what} file is unreadable (truncated or corrupt)", patient_id, path,
+                            "re-export or re-download the file")
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        truncated = _nifti_truncation(path)
+        if truncated:
+            log.debug("%s is truncated: %s", path, truncated)
+            raise unreadable
     try:
         img = sitk.ReadImage(str(path))
-        # Reading the header alone can succeed on a truncated .gz: force the voxel data in.
-        sitk.GetArrayViewFromImage(img).sum()
     except RuntimeError as exc:
         log.debug("SimpleITK could not read %s: %s", path, exc)
-        raise InputError(f"{what} file is unreadable (truncated or corrupt)", patient_id, path,
-                         "re-export or re-download the file") from exc
+        raise unreadable from exc
     if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{what} is not a 3D single-channel volume (dimension {img.GetDimension()}, "
                          f"{img.GetNumberOfComponentsPerPixel()} components)", patient_id, path,
