@@ -17,7 +17,7 @@ from survival.calibration import (BreslowBaseline, CalibrationResult, breslow_ba
                                   default_calibration_times, grouped_calibration)
 from survival.decision_curve import DEFAULT_THRESHOLDS, decision_curve
 from survival.metrics import ConcordanceResult, TimeDependentAUC, cumulative_dynamic_auc, harrell_c_bootstrap
-from survival.risk_groups import MedianSplitResult, median_split
+from survival.risk_groups import MedianSplitResult, median_cutoff, median_split, risk_tier
 from voxsurv.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ class Evaluation:
     times: list[float]
     concordance: ConcordanceResult
     td_auc: list[TimeDependentAUC]
-    split: MedianSplitResult
+    split: MedianSplitResult | None  # None when all patients fall in one group (see metrics)
+    tier: np.ndarray
     baseline: BreslowBaseline
     calibration: dict[float, CalibrationResult]
     calibration_skipped: dict[float, str]
@@ -90,6 +91,24 @@ def _clean(value):
     return value
 
 
+def _split_metrics(split, cutoff, tier, reason) -> dict:
+    rule = "risk > median risk of the reference (training) data = high"
+    counts = {"cutoff": cutoff, "rule": rule, "n_high": int(tier.sum()), "n_low": int((1 - tier).sum())}
+    if split is None:
+        return {"logrank": {"chi2": None, "p": None, "df": None, "reason": reason},
+                "hazard_ratio": {"value": None, "ci95": [None, None], "p": None, "reason": reason},
+                "median_split": {**counts, "reason": reason}}
+    return {
+        "logrank": {"chi2": split.logrank.test_statistic, "p": split.logrank.p_value,
+                    "df": split.logrank.degrees_of_freedom},
+        "hazard_ratio": {"value": split.hazard_ratio.value, "ci95": list(split.hazard_ratio.ci95),
+                         "p": split.hazard_ratio.p_value, "ties": split.hazard_ratio.ties,
+                         "contrast": "high vs low risk"},
+        "median_split": {**counts, "median_os_days": {
+            name: {"median": m.median, "ci95": list(m.ci95), "n": m.n, "events": m.events}
+            for name, m in (("low", split.median_low), ("high", split.median_high))}}}
+
+
 def evaluate(predictions: pd.DataFrame, reference: pd.DataFrame, times=DEFAULT_TIMES,
              n_resamples: int = 1000, seed: int = 0, calibration_times=None,
              calibration_groups: int = 5, thresholds=DEFAULT_THRESHOLDS) -> Evaluation:
@@ -105,7 +124,12 @@ def evaluate(predictions: pd.DataFrame, reference: pd.DataFrame, times=DEFAULT_T
     log.info("Harrell's C with %d bootstrap resamples (n = %d)", n_resamples, t.size)
     conc = harrell_c_bootstrap(t, e, r, n_resamples=n_resamples, seed=seed)
     aucs = cumulative_dynamic_auc(t, e, r, times, rt, re_, with_curve=True)
-    split = median_split(t, e, r, rr)
+    cutoff = median_cutoff(rr)
+    tier = risk_tier(r, cutoff)
+    try:
+        split, split_reason = median_split(t, e, r, rr), None
+    except ValueError as exc:  # InputError (a cohort shift puts everyone on one side), Cox non-convergence
+        split, split_reason = None, str(exc)
     baseline = breslow_baseline(rt, re_, rr)
     if calibration_times is None:
         calibration_times = default_calibration_times(t, e)
@@ -138,17 +162,7 @@ def evaluate(predictions: pd.DataFrame, reference: pd.DataFrame, times=DEFAULT_T
         "td_auc": {_key(a.time): a.auc for a in aucs},
         "td_auc_detail": {_key(a.time): {"auc": a.auc, "n_cases": a.n_cases, "n_controls": a.n_controls,
                                          "reason": a.reason} for a in aucs},
-        "logrank": {"chi2": split.logrank.test_statistic, "p": split.logrank.p_value,
-                    "df": split.logrank.degrees_of_freedom},
-        "hazard_ratio": {"value": split.hazard_ratio.value, "ci95": list(split.hazard_ratio.ci95),
-                         "p": split.hazard_ratio.p_value, "ties": split.hazard_ratio.ties,
-                         "contrast": "high vs low risk"},
-        "median_split": {
-            "cutoff": split.cutoff, "rule": "risk > median risk of the reference (training) data = high",
-            "n_high": int(split.tier.sum()), "n_low": int((1 - split.tier).sum()),
-            "median_os_days": {
-                name: {"median": m.median, "ci95": list(m.ci95), "n": m.n, "events": m.events}
-                for name, m in (("low", split.median_low), ("high", split.median_high))}},
+        **_split_metrics(split, cutoff, tier, split_reason),
         "calibration": {_key(ct): {"mae": c.mae, "n_groups": c.n_groups,
                                    "groups": c.groups.to_dict(orient="records")}
                         for ct, c in calibration.items()},
@@ -159,14 +173,14 @@ def evaluate(predictions: pd.DataFrame, reference: pd.DataFrame, times=DEFAULT_T
         "breslow_baseline": {"fitted_on": "reference", "cumulative_hazard": {
             _key(x): float(baseline.cumulative_hazard([x])[0]) for x in sorted({*times, *calibration})}},
     }
-    return Evaluation(predictions, reference, times, conc, aucs, split, baseline, calibration,
+    return Evaluation(predictions, reference, times, conc, aucs, split, tier, baseline, calibration,
                       calibration_skipped, dca, dca_skipped, _clean(metrics))
 
 
 def predictions_with_groups(ev: Evaluation) -> pd.DataFrame:
     """The predictions with the risk group and predicted S(t|x) at each evaluated time."""
     out = ev.predictions.copy()
-    out["risk_group"] = np.where(ev.split.tier == 1, "high", "low")
+    out["risk_group"] = np.where(ev.tier == 1, "high", "low")
     for t in sorted({*ev.times, *ev.calibration}):
         h0 = ev.baseline.cumulative_hazard([t])[0]
         if np.isfinite(h0):

@@ -67,11 +67,14 @@ def render_report(metrics: dict, figures: dict[str, Path], title: str = "voxsurv
         value = _f(detail["auc"]) if detail["auc"] is not None else f"not estimable: {detail['reason']}"
         rows.append((f"AUC at {t} d (cases / controls)",
                      f"{value} ({detail['n_cases']} / {detail['n_controls']})"))
-    rows += [("Hazard ratio high vs low (95% CI)", f"{_f(hr['value'], 2)} ({_ci(hr['ci95'], 2)})"),
-             ("Log-rank chi-square, P", f"{_f(lr['chi2'], 2)}, {_p(lr['p'])}"),
-             ("Split cut-off (reference median)",
-              f"{_f(split['cutoff'], 4)} (high n = {split['n_high']}, low n = {split['n_low']})")]
-    for name in ("low", "high"):
+    if split.get("reason"):
+        rows.append(("Risk groups (reference median split)", "not estimable: " + html.escape(split["reason"])))
+    else:
+        rows += [("Hazard ratio high vs low (95% CI)", f"{_f(hr['value'], 2)} ({_ci(hr['ci95'], 2)})"),
+                 ("Log-rank chi-square, P", f"{_f(lr['chi2'], 2)}, {_p(lr['p'])}")]
+    rows.append(("Split cut-off (reference median)",
+                 f"{_f(split['cutoff'], 4)} (high n = {split['n_high']}, low n = {split['n_low']})"))
+    for name in ("low", "high") if "median_os_days" in split else ():
         m = split["median_os_days"][name]
         med = "not reached" if m["median"] is None else f"{m['median']:g}"
         ci = "-".join("NR" if v is None else f"{v:g}" for v in m["ci95"])

@@ -125,3 +125,16 @@ def test_bad_predictions_name_the_patient(tmp_path):
     pd.DataFrame({"patient_id": ["a"], "risk": [0.1]}).to_csv(path, index=False)
     with pytest.raises(InputError, match="missing columns"):
         read_predictions(path)
+
+
+def test_cohort_shift_reports_the_split_as_not_estimable(lung_csv):
+    """All test risks above the training median: the other statistics are still reported."""
+    from survival.evaluation import evaluate, read_predictions
+
+    df = read_predictions(lung_csv)
+    reference, test = df.iloc[:150], df.iloc[150:].assign(risk=lambda d: d.risk + 5.0)
+    ev = evaluate(test, reference, times=[365], n_resamples=50)
+    assert ev.split is None and "one risk group" in ev.metrics["median_split"]["reason"]
+    assert ev.metrics["median_split"]["n_high"] == len(test)
+    assert ev.metrics["hazard_ratio"]["value"] is None
+    assert ev.metrics["c_index"]["value"] > 0.5 and ev.metrics["td_auc"]["365"] is not None

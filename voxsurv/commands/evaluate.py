@@ -65,9 +65,9 @@ def run(args) -> int:
                predictions.risk.to_numpy(float))
     # caption -> (file stem, figure)
     figs = {"Time-dependent ROC": ("td_roc", F.plot_td_roc(ev.td_auc)),
-            "Risk score density by outcome": ("risk_density", F.plot_risk_density(r, e, ev.split.cutoff)),
+            "Risk score density by outcome": ("risk_density", F.plot_risk_density(r, e, ev.metrics["median_split"]["cutoff"])),
             "Kaplan-Meier by risk group (reference median split)":
-                ("km_risk_groups", F.plot_km_groups(t, e, ev.split.tier, ev.split))}
+                ("km_risk_groups", F.plot_km_groups(t, e, ev.tier, ev.split))}
     for ct, cal in ev.calibration.items():
         figs[f"Calibration at {ct:g} d"] = (f"calibration_{ct:g}d", F.plot_calibration(cal))
     for dt, curve in ev.dca.items():
@@ -75,7 +75,8 @@ def run(args) -> int:
     pngs = {caption: F.save_figure(fig, out / stem)[0] for caption, (stem, fig) in figs.items()}
     write_report(out / "report.html", ev.metrics, pngs, args.title)
     m = ev.metrics
-    log.info("n = %d, C = %.3f (%.3f-%.3f), HR %.2f, log-rank P %.3g; wrote %s", m["n"],
-             m["c_index"]["value"], *m["c_index"]["ci95"], m["hazard_ratio"]["value"],
-             m["logrank"]["p"], out / "report.html")
+    r3 = lambda v: "n/a" if v is None else f"{v:.3g}"  # noqa: E731
+    log.info("n = %d, C = %.3f (%.3f-%.3f), HR %s, log-rank P %s; wrote %s", m["n"],
+             m["c_index"]["value"], *m["c_index"]["ci95"], r3(m["hazard_ratio"]["value"]),
+             r3(m["logrank"]["p"]), out / "report.html")
     return 0
