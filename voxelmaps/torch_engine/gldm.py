@@ -6,7 +6,7 @@ and the ROI whose level differs by <= alpha (= equal levels for alpha 0). The vo
 at (its level, dependence + 1). Every kernel voxel is counted, so Nz = kernel voxel count. Grey
 levels absent from the ROI are dropped from the matrix without changing any value.
 
-Here each feature is a sum over kernel voxels (or over distinct keys, found with histograms, for
+Here each feature is a sum over kernel voxels (or over distinct keys, found by pairwise comparison, for
 the non-uniformities and the entropy), computed for all kernels at once. Works for any odd K.
 """
 
@@ -52,7 +52,6 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype, a
     flat = grid.reshape(m, n)
     valid = flat > 0
     dep = dependence_counts(grid, alpha)
-    n_levels = int(flat.max()) + 1
     n_dep = len(OFFSETS_2D) + 1
 
     w = valid.to(dtype)
@@ -66,8 +65,8 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype, a
     def wsum(x):
         return (w * x).sum(0)
 
-    def non_uniformity(key, n_keys):
-        count, first = group_stats(key, valid, n_keys)
+    def non_uniformity(key):
+        _, count, first = group_stats(key, valid)
         return (first.to(dtype) * count.to(dtype) ** 2).sum(0)
 
     out = {}
@@ -77,9 +76,9 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype, a
     if want & {"LargeDependenceEmphasis"}:
         out["LargeDependenceEmphasis"] = wsum(j2) / nz
     if want & {"GrayLevelNonUniformity"}:
-        out["GrayLevelNonUniformity"] = non_uniformity(flat, n_levels) / nz
+        out["GrayLevelNonUniformity"] = non_uniformity(flat) / nz
     if want & {"DependenceNonUniformity", "DependenceNonUniformityNormalized"}:
-        s = non_uniformity(dep, n_dep)
+        s = non_uniformity(dep)
         out["DependenceNonUniformity"] = s / nz
         out["DependenceNonUniformityNormalized"] = s / nz ** 2
     if want & {"GrayLevelVariance"}:
@@ -89,7 +88,7 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype, a
         mu = (wsum(j) / nz)
         out["DependenceVariance"] = wsum((j - mu) ** 2) / nz
     if want & {"DependenceEntropy"}:
-        count, first = group_stats(flat * n_dep + dep, valid, n_levels * n_dep)
+        _, count, first = group_stats(flat * n_dep + dep, valid)
         p = count.to(dtype) / nz
         out["DependenceEntropy"] = -(first.to(dtype) * p * torch.log2(p + _EPS)).sum(0)
     if want & {"LowGrayLevelEmphasis"}:
@@ -125,6 +124,5 @@ def compute(levels: torch.Tensor, n_levels: int, features: list[str] | None = No
     """
     check_levels(levels)
     names = select_features(features, FEATURES, "gldm")
-    n_keys = (int(levels.max()) + 1 if levels.numel() else 1) * (len(OFFSETS_2D) + 1)
     return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype, int(alpha)),
-                     names, dtype, keys_per_voxel=n_keys)
+                     names, dtype)

@@ -40,15 +40,17 @@ def zone_labels(grid: torch.Tensor) -> torch.Tensor:
     k, _, n = grid.shape
     m = k * k
     valid = grid > 0
-    same = [(nb == grid) & valid for nb in neighbour_shifts(grid, 0)]
+    # Per direction, 0 where the neighbour is in the same zone, 32767 (> any label) elsewhere:
+    # OR-ing it onto the neighbour's label is a branch-free "label if linked, else +inf".
+    unlinked = [((nb != grid) | ~valid).to(torch.int16) * 32767 for nb in neighbour_shifts(grid, 0)]
     pos = torch.arange(m, dtype=torch.int16, device=grid.device).view(k, k, 1)
     labels = torch.where(valid, pos, m).to(torch.int16)
     sentinel = torch.full((1, n), m, dtype=torch.long, device=grid.device)
     flat = labels.reshape(m, n).long()
     for _ in range(m):
         new = labels.clone()
-        for link, nb in zip(same, neighbour_shifts(labels, m)):
-            torch.minimum(new, torch.where(link, nb, m), out=new)
+        for off, nb in zip(unlinked, neighbour_shifts(labels, m)):
+            torch.minimum(new, nb | off, out=new)
         # Pointer jumping: a label is a position of the same zone, whose own label is no larger.
         flat = new.reshape(m, n).long()
         flat = torch.minimum(flat, torch.cat([flat, sentinel]).gather(0, flat))
@@ -67,7 +69,6 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -
     flat = grid.reshape(m, n)
     valid = flat > 0
     labels = zone_labels(grid)
-    n_levels = int(flat.max()) + 1
 
     # Zone size, read at each zone's root (the position whose label is itself).
     sizes = torch.zeros(m + 1, n, dtype=torch.int32, device=device)
@@ -91,8 +92,8 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -
     def wsum(x):
         return (w * x).sum(0)
 
-    def non_uniformity(key, n_keys):
-        count, first = group_stats(key, root, n_keys)
+    def non_uniformity(key):
+        _, count, first = group_stats(key, root)
         return (first.to(dtype) * count.to(dtype) ** 2).sum(0)
 
     if want & {"SmallAreaEmphasis"}:
@@ -100,11 +101,11 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -
     if want & {"LargeAreaEmphasis"}:
         out["LargeAreaEmphasis"] = wsum(j2) / nz
     if want & {"GrayLevelNonUniformity", "GrayLevelNonUniformityNormalized"}:
-        s = non_uniformity(flat, n_levels)
+        s = non_uniformity(flat)
         out["GrayLevelNonUniformity"] = s / nz
         out["GrayLevelNonUniformityNormalized"] = s / nz ** 2
     if want & {"SizeZoneNonUniformity", "SizeZoneNonUniformityNormalized"}:
-        s = non_uniformity(zone_size, m + 1)
+        s = non_uniformity(zone_size)
         out["SizeZoneNonUniformity"] = s / nz
         out["SizeZoneNonUniformityNormalized"] = s / nz ** 2
     if want & {"ZonePercentage"}:
@@ -116,7 +117,7 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -
         mu = (wsum(j) / nz)
         out["ZoneVariance"] = wsum((j - mu) ** 2) / nz
     if want & {"ZoneEntropy"}:
-        count, first = group_stats(flat * (m + 1) + zone_size, root, n_levels * (m + 1))
+        _, count, first = group_stats(flat * (m + 1) + zone_size, root)
         p = count.to(dtype) / nz
         out["ZoneEntropy"] = -(first.to(dtype) * p * torch.log2(p + _EPS)).sum(0)
     if want & {"LowGrayLevelZoneEmphasis"}:
@@ -150,8 +151,6 @@ def compute(levels: torch.Tensor, n_levels: int, features: list[str] | None = No
     Returns:
         {name: (N,) tensor of `dtype` on levels' device}.
     """
-    k = check_levels(levels)
+    check_levels(levels)
     names = select_features(features, FEATURES, "glszm")
-    n_keys = (int(levels.max()) + 1 if levels.numel() else 1) * (k * k + 1)
-    return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype), names, dtype,
-                     keys_per_voxel=n_keys)
+    return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype), names, dtype)

@@ -6,7 +6,7 @@ inside the ROI. With patches of levels (N, K, K), 0 = not in the kernel, that is
 of a patch position are the positions one step away (infinity norm) inside the patch whose level
 is > 0. This module gives that structure as shifted views of the patch and the grouping
 primitives the families share (how many kernel voxels share a key, which one is the first of its
-group), with histograms over keys, so no per-voxel (Ng, Ns) matrix is ever built.
+group), by pairwise comparison of kernel positions, so no per-voxel (Ng, Ns) matrix is built.
 
 Layout: position-major, (K, K, n) or (M, n) with M = K * K, voxels last. Every operation then
 runs over long contiguous rows of voxels; with voxels first, each op would loop over rows of 3 to
@@ -51,32 +51,31 @@ def neighbour_shifts(grid: torch.Tensor, fill) -> list[torch.Tensor]:
     return [padded[1 + dy:1 + dy + k, 1 + dx:1 + dx + k] for dy, dx in OFFSETS_2D]
 
 
-def group_stats(key: torch.Tensor, member: torch.Tensor, n_keys: int):
+def group_stats(key: torch.Tensor, member: torch.Tensor):
     """Group kernel voxels by an integer key (grey level, zone size, (level, size) cell, ...).
 
     Args:
-        key: (M, n) integer keys in [0, n_keys).
+        key: (M, n) integer keys.
         member: (M, n) bool, which positions take part (voxels in the kernel, zone roots).
-        n_keys: number of possible keys.
 
     Returns:
-        count: (M, n) int32, number of members sharing p's key (meaningful where member).
+        same: (M, M, n) bool, same[p, q] = q is a member with p's key.
+        count: (M, n) int16, number of members sharing p's key (meaningful where member).
         first: (M, n) bool, p is the member with the smallest position among those sharing its
             key, so a sum over `first` is a sum over distinct keys, as PyRadiomics sums over the
             non-empty cells of its matrices.
 
-    Histograms by scatter (n_keys * n memory): much faster than (M, M, n) comparisons on CPU.
+    Pairwise comparisons with voxels on the contiguous axis: independent of how many keys exist,
+    and faster on CPU than histograms over keys for K <= 5.
     """
-    m, n = key.shape
-    key = key.long()
-    hist = torch.zeros(n_keys, n, dtype=torch.int32, device=key.device)
-    hist.scatter_add_(0, key, member.to(torch.int32))
-    count = hist.gather(0, key)
-    pos = torch.arange(m, device=key.device)[:, None].expand(m, n)
-    first_pos = torch.full((n_keys, n), m, dtype=torch.long, device=key.device)
-    first_pos.scatter_reduce_(0, key, torch.where(member, pos, m), "amin")
-    first = member & (first_pos.gather(0, key) == pos)
-    return count, first
+    m = key.shape[0]
+    same = (key[:, None, :] == key[None, :, :]) & member[None, :, :]
+    same8 = same.view(torch.uint8)  # uint8 sums: several times faster than bool any/sum on CPU
+    count = same8.sum(1, dtype=torch.int16)
+    first = member.clone()
+    for p in range(1, m):
+        first[p] &= same8[p, :p].sum(0, dtype=torch.uint8) == 0
+    return same, count, first
 
 
 @functools.lru_cache(maxsize=16)
@@ -100,16 +99,10 @@ def select_features(features, available: tuple[str, ...], family: str) -> list[s
     return list(features)
 
 
-def in_chunks(levels: torch.Tensor, chunk_size: int, fn, names: list[str], dtype: torch.dtype,
-              keys_per_voxel: int = 0):
-    """Apply `fn(levels_chunk) -> dict` over voxel chunks, bounding memory.
-
-    `keys_per_voxel` (histogram rows per voxel, see `group_stats`) shrinks the chunk so that
-    the histograms stay near 2**23 elements whatever the number of grey levels.
-    """
+def in_chunks(levels: torch.Tensor, chunk_size: int, fn, names: list[str], dtype: torch.dtype):
+    """Apply `fn(levels_chunk) -> dict` over voxel chunks, bounding memory to a few
+    (K^4 x chunk) pairwise tensors (K = 3, 16384 voxels: ~1.3 MB each)."""
     n = levels.shape[0]
-    if keys_per_voxel > 0:
-        chunk_size = max(256, min(int(chunk_size), 2 ** 23 // int(keys_per_voxel)))
     chunk_size = max(1, int(chunk_size))
     out = {name: torch.empty(n, dtype=dtype, device=levels.device) for name in names}
     for start in range(0, n, chunk_size):

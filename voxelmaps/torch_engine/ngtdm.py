@@ -50,17 +50,14 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -
     flat = grid.reshape(m, n)
     valid = flat > 0
     diff = neighbourhood_difference(grid, dtype)
-    n_levels = int(flat.max()) + 1
-    count, first = group_stats(flat, valid, n_levels)
-    key = flat.long()
+    same, count, first = group_stats(flat, valid)
 
     # Per distinct grey level, carried by its first voxel: n_i, p_i = n_i / Nvp and s_i.
     nvp = valid.to(dtype).sum(0)  # >= 1: the centre voxel is in its kernel
     i = flat.to(dtype)
     f = first.to(dtype)
     p = torch.where(first, count.to(dtype) / nvp, 0.0)
-    s_level = torch.zeros(n_levels, n, dtype=dtype, device=device).scatter_add_(0, key, diff)
-    s = torch.where(first, s_level.gather(0, key), 0.0)
+    s = torch.where(first, (same.to(dtype) * diff).sum(1), 0.0)
     sum_ps = (p * s).sum(0)
     sum_s = s.sum(0)
     ngp = f.sum(0)
@@ -116,6 +113,4 @@ def compute(levels: torch.Tensor, n_levels: int, features: list[str] | None = No
     """
     check_levels(levels)
     names = select_features(features, FEATURES, "ngtdm")
-    n_keys = int(levels.max()) + 1 if levels.numel() else 1
-    return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype), names, dtype,
-                     keys_per_voxel=n_keys)
+    return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype), names, dtype)
