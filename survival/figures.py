@@ -173,7 +173,8 @@ def plot_calibration(result) -> Figure:
     yerr = np.vstack([g.observed - g.observed_lower, g.observed_upper - g.observed]).clip(min=0)
     ax.errorbar(g.predicted, g.observed, yerr=np.nan_to_num(yerr), fmt="o", color="#1f77b4",
                 ecolor="#1f77b4", elinewidth=1, capsize=3, ms=5,
-                label=f"{len(g)} groups by predicted survival (KM, 95% CI)")
+                label=f"{len(g)} groups of {g.n.min()}-{g.n.max()} patients by predicted\n"
+                      "survival (observed: KM, 95% CI)")
     ax.plot(g.predicted, g.observed, color="#1f77b4", lw=0.8, alpha=0.6)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
