@@ -30,33 +30,23 @@ ANGLES = ((1, 1), (1, 0), (1, -1), (0, 1))
 _EPS = 2.220446049250313e-16  # numpy.spacing(1), PyRadiomics' eps in every log
 
 
-def _shifted_pairs(levels: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Levels at p and p + (dy, dx) for every p whose neighbour lies in the (K, K) patch."""
-    k = levels.shape[-1]
-    ys = slice(max(0, -dy), k - max(0, dy))
-    xs = slice(max(0, -dx), k - max(0, dx))
-    yn = slice(max(0, dy), k + min(0, dy))
-    xn = slice(max(0, dx), k + min(0, dx))
-    n = levels.shape[0]
-    return levels[:, ys, xs].reshape(n, -1), levels[:, yn, xn].reshape(n, -1)
-
-
-def _entries(levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Symmetric GLCM entries per angle: i, j (N, A, E) int64 and their validity (N, A, E)."""
-    i_list, j_list = [], []
-    width = 0
-    pairs = [_shifted_pairs(levels, dy, dx) for dy, dx in ANGLES]
-    width = max(a.shape[1] for a, _ in pairs)
-    for a, b in pairs:
-        pad = width - a.shape[1]
-        if pad:
-            a = torch.nn.functional.pad(a, (0, pad))
-            b = torch.nn.functional.pad(b, (0, pad))
-        i_list.append(torch.cat([a, b], 1))
-        j_list.append(torch.cat([b, a], 1))
-    i = torch.stack(i_list, 1)
-    j = torch.stack(j_list, 1)
-    return i, j, (i > 0) & (j > 0)
+def _pair_index(k: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, P) flat positions p and p + angle of every in-patch pair; padding points at K*K."""
+    firsts, seconds = [], []
+    for dy, dx in ANGLES:
+        a, b = [], []
+        for y in range(k):
+            for x in range(k):
+                if 0 <= y + dy < k and 0 <= x + dx < k:
+                    a.append(y * k + x)
+                    b.append((y + dy) * k + x + dx)
+        firsts.append(a)
+        seconds.append(b)
+    width = max(len(a) for a in firsts)
+    pad = k * k  # an extra always-empty position
+    first = torch.tensor([a + [pad] * (width - len(a)) for a in firsts], device=device)
+    second = torch.tensor([b + [pad] * (width - len(b)) for b in seconds], device=device)
+    return first, second
 
 
 def angles_present(levels_volume: torch.Tensor) -> torch.Tensor:
@@ -73,14 +63,6 @@ def angles_present(levels_volume: torch.Tensor) -> torch.Tensor:
         b = roi[:, max(0, dy):y + min(0, dy), max(0, dx):x + min(0, dx)]
         present.append(bool((a & b).any()))
     return torch.tensor(present, device=levels_volume.device)
-
-
-def _log_table(max_count: int, dtype, device) -> torch.Tensor:
-    """log2(c / t + eps) for c, t in 0..max_count, flattened as c * (max_count + 1) + t."""
-    c = torch.arange(max_count + 1, dtype=torch.float64, device=device)
-    with torch.no_grad():
-        table = torch.log2(c[:, None] / c[None, :] + _EPS)
-    return table.to(dtype).reshape(-1)
 
 
 def _nanmean(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -107,31 +89,36 @@ def compute(levels: torch.Tensor, n_levels: int, features, dtype: torch.dtype = 
         raise ValueError(f"unknown GLCM features: {sorted(unknown)}")
     want = set(features)
     device = levels.device
-    if angle_present is not None and not bool(angle_present.all()):
+    n_vox, k, _ = levels.shape
+    keep = list(range(len(ANGLES)))
+    if angle_present is not None:
         keep = [a for a, ok in enumerate(angle_present.tolist()) if ok]
-    else:
-        keep = list(range(len(ANGLES)))
-    i_idx, j_idx, valid = _entries(levels)
-    if len(keep) < len(ANGLES):
-        sel = torch.tensor(keep, dtype=torch.long, device=device)
-        i_idx, j_idx, valid = i_idx[:, sel], j_idx[:, sel], valid[:, sel]
-    n_vox = levels.shape[0]
     if not keep:  # no pair anywhere in the ROI: every feature is NaN, as in PyRadiomics
         nan = torch.full((n_vox,), float("nan"), dtype=dtype, device=device)
         return {name: nan.clone() for name in features}
+    ng = float(n_levels)
+    first, second = _pair_index(k, device)
+    first, second = first[keep], second[keep]
 
-    w = valid.to(dtype)
-    t_count = valid.sum(-1)  # (N, A) entries per window/angle
-    t = t_count.to(dtype)
-    empty = t_count == 0
-    t_safe = torch.where(empty, torch.ones_like(t), t)
-    inv_t = 1.0 / t_safe
-    i = i_idx.to(dtype)
-    j = j_idx.to(dtype)
+    # Pairs (a, b) per window/angle, (N, A, P); a pair with a voxel outside the kernel is (0, 0).
+    flat = torch.nn.functional.pad(levels.reshape(n_vox, k * k), (0, 1))  # position K*K is empty
+    a = flat[:, first]
+    b = flat[:, second]
+    valid = (a > 0) & (b > 0)
+    a = a * valid
+    b = b * valid
+    vf = valid.to(dtype)
+    t = 2 * vf.sum(-1)  # entries of the symmetric GLCM (both orders of every pair)
+    empty = t == 0
+    inv_t = 1.0 / torch.where(empty, torch.ones_like(t), t)
+    af = a.to(dtype)
+    bf = b.to(dtype)
+    s_ = af + bf
+    d_ = (af - bf).abs()
 
-    def mean_p(f: torch.Tensor) -> torch.Tensor:
-        """sum_ij P(i, j) f(i, j) for each window/angle."""
-        return (w * f).sum(-1) * inv_t
+    def expect(per_pair: torch.Tensor, entries_per_pair: float = 2.0) -> torch.Tensor:
+        """sum_ij P(i, j) f(i, j) from f summed over the pairs' symmetric entries."""
+        return per_pair.sum(-1) * (entries_per_pair * inv_t)
 
     out: dict[str, torch.Tensor] = {}
     nan = torch.tensor(float("nan"), dtype=dtype, device=device)
@@ -140,120 +127,104 @@ def compute(levels: torch.Tensor, n_levels: int, features, dtype: torch.dtype = 
         value = torch.where(empty, nan, value)
         out[name] = value.mean(1) if plain_mean else _nanmean(value, 1)
 
-    ux = mean_p(i)
-    uy = mean_p(j)
-    diff = (i - j).abs()
+    u = expect(s_, 1.0)  # mean row level = mean column level
+    ab_ = af * bf
+    e_ij = expect(ab_)
+    e_i2 = expect(af * af + bf * bf, 1.0)
+    sum_squares = (e_i2 - u * u).clamp(min=0)
+    # Counts of entries sharing a value with each pair, from one small histogram per window/angle:
+    # slots for the unordered cell {a, b} (triangular index), the row level, the sum a + b and the
+    # difference |a - b|; pairs outside the kernel only touch slots no real pair reads.
+    n_ang, n_pair = a.shape[1], a.shape[2]
+    lo = torch.minimum(a, b)
+    hi = torch.maximum(a, b)
+    n_cell = (n_levels + 1) * (n_levels + 2) // 2
+    row0 = n_cell
+    sum0 = row0 + n_levels + 1
+    dif0 = sum0 + 2 * n_levels + 1
+    slots = dif0 + n_levels + 1
+    keys = torch.cat([hi * (hi + 1) // 2 + lo, row0 + a, row0 + b, sum0 + a + b,
+                      dif0 + ((a - b).abs() + 1) * valid], -1)
+    m = n_vox * n_ang
+    hist = torch.zeros((m, slots), dtype=dtype, device=device)
+    hist.scatter_add_(1, keys.reshape(m, -1), torch.ones((1, 1), dtype=dtype, device=device).expand(m, 5 * n_pair))
+    counts = hist.gather(1, keys.reshape(m, -1)).reshape(n_vox, n_ang, 5, n_pair)
+    cell = counts[:, :, 0] * (1 + (a == b).to(dtype))  # entries in cell (a, b) of the symmetric GLCM
+    rows_a = counts[:, :, 1]
+    rows_b = counts[:, :, 2]
+    sums = 2 * counts[:, :, 3]
+    difs = 2 * counts[:, :, 4]
+    single = (rows_a * vf).amax(-1) == t  # one grey level along the angle (a flat window)
+
     if "Autocorrelation" in want:
-        per_angle("Autocorrelation", mean_p(i * j))
+        per_angle("Autocorrelation", e_ij)
     if "JointAverage" in want:
-        per_angle("JointAverage", ux, plain_mean=True)
+        per_angle("JointAverage", u, plain_mean=True)
     if want & {"ClusterProminence", "ClusterShade", "ClusterTendency"}:
-        s = i + j - ux[..., None] - uy[..., None]
-        s2 = s * s
-        if "ClusterProminence" in want:
-            per_angle("ClusterProminence", mean_p(s2 * s2))
-        if "ClusterShade" in want:
-            per_angle("ClusterShade", mean_p(s2 * s))
+        c = s_ - 2 * u[..., None]
+        c2 = c * c * vf
         if "ClusterTendency" in want:
-            per_angle("ClusterTendency", mean_p(s2))
+            per_angle("ClusterTendency", expect(c2))
+        if "ClusterShade" in want:
+            per_angle("ClusterShade", expect(c2 * c))
+        if "ClusterProminence" in want:
+            per_angle("ClusterProminence", expect(c2 * c2))
+    if "Contrast" in want or "DifferenceVariance" in want:
+        e_d2 = expect(d_ * d_)
     if "Contrast" in want:
-        per_angle("Contrast", mean_p(diff * diff))
+        per_angle("Contrast", e_d2)
     if "Correlation" in want:
-        di = i - ux[..., None]
-        dj = j - uy[..., None]
-        sigx = mean_p(di * di) ** 0.5
-        sigy = mean_p(dj * dj) ** 0.5
-        corr = mean_p(di * dj) / (sigx * sigy + _EPS)
-        corr = torch.where(sigx * sigy == 0, torch.ones_like(corr), corr)
-        per_angle("Correlation", corr)
+        corr = (e_ij - u * u) / (sum_squares + _EPS)
+        per_angle("Correlation", torch.where(single, torch.ones_like(corr), corr))
     if want & {"DifferenceAverage", "DifferenceVariance"}:
-        davg = mean_p(diff)
+        e_d = expect(d_)
         if "DifferenceAverage" in want:
-            per_angle("DifferenceAverage", davg)
+            per_angle("DifferenceAverage", e_d)
         if "DifferenceVariance" in want:
-            dd = diff - davg[..., None]
-            per_angle("DifferenceVariance", mean_p(dd * dd))
+            dd = (d_ - e_d[..., None]) * vf
+            per_angle("DifferenceVariance", expect(dd * dd))
     if "Idm" in want:
-        per_angle("Idm", mean_p(1.0 / (1.0 + diff * diff)))
+        per_angle("Idm", expect(vf / (1.0 + d_ * d_)))
     if "Idmn" in want:
-        per_angle("Idmn", mean_p(1.0 / (1.0 + diff * diff / float(n_levels) ** 2)))
+        per_angle("Idmn", expect(vf / (1.0 + d_ * d_ / ng ** 2)))
     if "Id" in want:
-        per_angle("Id", mean_p(1.0 / (1.0 + diff)))
+        per_angle("Id", expect(vf / (1.0 + d_)))
     if "Idn" in want:
-        per_angle("Idn", mean_p(1.0 / (1.0 + diff / float(n_levels))))
+        per_angle("Idn", expect(vf / (1.0 + d_ / ng)))
     if "InverseVariance" in want:
-        safe = torch.where(diff == 0, torch.ones_like(diff), diff)
-        per_angle("InverseVariance", mean_p(torch.where(diff == 0, torch.zeros_like(diff),
-                                                         1.0 / (safe * safe))))
+        safe = torch.where(d_ == 0, torch.ones_like(d_), d_)
+        per_angle("InverseVariance", expect(torch.where(d_ == 0, torch.zeros_like(d_), 1.0 / (safe * safe))))
     if "SumSquares" in want:
-        di = i - ux[..., None]
-        per_angle("SumSquares", mean_p(di * di))
+        per_angle("SumSquares", sum_squares)
 
-    counted = {"DifferenceEntropy", "JointEnergy", "JointEntropy", "Imc1", "Imc2",
-               "MaximumProbability", "SumEntropy"}
-    if not want & counted:
-        return out
+    def entropy_of(count: torch.Tensor, entries_per_pair: float) -> torch.Tensor:
+        """-sum over entries of (1/T) log2(count / T + eps), count = entries sharing the value."""
+        return -expect(torch.log2(count * inv_t[..., None] + _EPS) * vf, entries_per_pair)
 
-    # Count, for every entry, the entries sharing its cell / row / column / sum / difference,
-    # with one scatter-add into a small per-window/angle histogram and a gather back.
-    ng = int(n_levels)
-    cell = (i_idx - 1).clamp(min=0) * ng + (j_idx - 1).clamp(min=0)
-    row = ng * ng + (i_idx - 1).clamp(min=0)
-    col = ng * ng + (j_idx - 1).clamp(min=0)  # same slots as rows: the GLCM is symmetric
-    total = i_idx + j_idx
-    summ = ng * ng + ng + total.clamp(min=2) - 2
-    dif = ng * ng + ng + 2 * ng - 1 + (i_idx - j_idx).abs()
-    slots = ng * ng + ng + (2 * ng - 1) + ng
-    valid4 = valid.repeat(1, 1, 4)
-    keys = torch.where(valid4, torch.cat([cell, row, summ, dif], -1), 0)  # (N, A, 4E)
-    col = torch.where(valid, col, 0)
-    n_ent = i_idx.shape[-1]
-    m = keys.shape[0] * keys.shape[1]
-    hist = torch.zeros((m, slots), dtype=torch.int32, device=device)
-    hist.scatter_add_(1, keys.reshape(m, -1), valid4.to(torch.int32).reshape(m, -1))
-    counts = hist.gather(1, torch.cat([keys, col], -1).reshape(m, -1))
-    counts = counts.reshape(keys.shape[0], keys.shape[1], 5, n_ent).long()
-    c_cell, c_row, c_sum, c_dif, c_col = counts.unbind(2)
-    max_count = int(2 * levels.shape[-1] * (levels.shape[-1] - 1))
-    table = _log_table(max_count, dtype, device)
-    tk = t_count[..., None]
-
-    def log_p(c: torch.Tensor) -> torch.Tensor:
-        """log2(c / T + eps) for counts c at every entry."""
-        return table[c * (max_count + 1) + tk]
-
-    hxy = None
     if want & {"JointEntropy", "Imc1", "Imc2"}:
-        hxy = -mean_p(log_p(c_cell))
+        hxy = entropy_of(cell, 2.0)
     if "JointEntropy" in want:
         per_angle("JointEntropy", hxy)
     if "JointEnergy" in want:
-        per_angle("JointEnergy", mean_p(c_cell.to(dtype)) * inv_t)
+        per_angle("JointEnergy", expect(cell * vf) * inv_t)
     if "MaximumProbability" in want:
-        per_angle("MaximumProbability", (c_cell * valid).amax(-1).to(dtype) * inv_t)
-    if "DifferenceEntropy" in want:
-        per_angle("DifferenceEntropy", -mean_p(log_p(c_dif)))
-    if "SumEntropy" in want:
-        per_angle("SumEntropy", -mean_p(log_p(c_sum)))
+        per_angle("MaximumProbability", (cell * vf).amax(-1) * inv_t)
     if want & {"Imc1", "Imc2"}:
-        hx = -mean_p(log_p(c_row))
-        hy = -mean_p(log_p(c_col))
+        # HX = HY (symmetric GLCM); HXY1 = HXY2 = HX + HY up to the eps inside the logs
+        # (< 1e-12 here). Where PyRadiomics' HXY and HXY1/HXY2 are the same single term
+        # (one grey level) it returns exactly 0 for both; keep that 0 exact.
+        hx = -expect((torch.log2(rows_a * inv_t[..., None] + _EPS)
+                      + torch.log2(rows_b * inv_t[..., None] + _EPS)) * vf, 1.0)
+        gap = 2 * hx - hxy
         if "Imc1" in want:
-            px_py = c_row.to(dtype) * c_col.to(dtype) * (inv_t * inv_t)[..., None]
-            hxy1 = -mean_p(torch.log2(px_py + _EPS))
-            div = torch.fmax(hx, hy)
-            imc1 = torch.where(div != 0, (hxy - hxy1) / torch.where(div != 0, div, torch.ones_like(div)),
-                               torch.zeros_like(div))
-            # One grey level along the angle: HXY and HXY1 are the same single term in
-            # PyRadiomics (Imc1 exactly 0) while HX is -log2(1 + eps), not 0; keep that 0 exact.
-            single = (c_row * valid).amax(-1) == t_count
+            imc1 = -gap / torch.where(hx != 0, hx, torch.ones_like(hx))
             per_angle("Imc1", torch.where(single, torch.zeros_like(imc1), imc1))
         if "Imc2" in want:
-            # HXY2 = H(px x py) = HX + HY up to the eps in the logs (< 1e-12 here); equal to
-            # HXY in PyRadiomics only for a product GLCM (one cell, or independent levels),
-            # where it returns 0 instead of a rounding-sized square root.
-            gap = hx + hy - hxy
             tiny = 1e-12 if dtype == torch.float64 else 1e-5
             imc2 = torch.sqrt(torch.clamp(1 - torch.exp(-2 * gap), min=0))
-            per_angle("Imc2", torch.where(gap <= tiny, torch.zeros_like(gap), imc2))
+            per_angle("Imc2", torch.where(single | (gap <= tiny), torch.zeros_like(imc2), imc2))
+    if "SumEntropy" in want:
+        per_angle("SumEntropy", entropy_of(sums, 2.0))
+    if "DifferenceEntropy" in want:
+        per_angle("DifferenceEntropy", entropy_of(difs, 2.0))
     return out
