@@ -138,3 +138,11 @@ def test_cohort_shift_reports_the_split_as_not_estimable(lung_csv):
     assert ev.metrics["median_split"]["n_high"] == len(test)
     assert ev.metrics["hazard_ratio"]["value"] is None
     assert ev.metrics["c_index"]["value"] > 0.5 and ev.metrics["td_auc"]["365"] is not None
+
+
+def test_evaluate_command_reports_bad_input_without_traceback(tmp_path, capsys):
+    from voxsurv.cli import main
+
+    rc = main(["evaluate", "--predictions", str(tmp_path / "missing.csv"), "--reference",
+               str(tmp_path / "missing.csv"), "--out", str(tmp_path / "out")])
+    assert rc == 1 and "predictions file not found" in capsys.readouterr().err

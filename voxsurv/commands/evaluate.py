@@ -44,6 +44,18 @@ def _days(text: str | None):
 
 
 def run(args) -> int:
+    import sys
+
+    from voxsurv.errors import InputError
+
+    try:
+        return _evaluate(args)
+    except InputError as err:  # bad input: say what and how to fix, no traceback
+        print(f"INVALID: {err}", file=sys.stderr)
+        return 1
+
+
+def _evaluate(args) -> int:
     import json
     from pathlib import Path
 

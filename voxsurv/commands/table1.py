@@ -25,6 +25,18 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import sys
+
+    from voxsurv.errors import InputError
+
+    try:
+        return _table1(args)
+    except InputError as err:  # bad input: say what and how to fix, no traceback
+        print(f"INVALID: {err}", file=sys.stderr)
+        return 1
+
+
+def _table1(args) -> int:
     from pathlib import Path
 
     import pandas as pd
