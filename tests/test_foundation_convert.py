@@ -4,8 +4,6 @@ NIfTI reference, and the DICOM bad-input cases on modified copies of the phantom
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,16 +33,27 @@ def ct_copy(phantom, tmp_path) -> Path:
     return dst
 
 
+def _cli(args, capsys):
+    """Run `voxsurv ARGS` in this process (a subprocess would re-import torch/MONAI)."""
+    from types import SimpleNamespace
+
+    from voxsurv.cli import main
+
+    capsys.readouterr()
+    rc = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=rc, stdout=out.out, stderr=out.err)
+
+
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a > 0, b > 0
     return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
 
 
-def test_cli_convert_ibsi_phantom_matches_nifti_reference(phantom, tmp_path):
+def test_cli_convert_ibsi_phantom_matches_nifti_reference(phantom, tmp_path, capsys):
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "voxsurv", "convert", "--ct-dir", str(phantom / "dicom/image"),
-                          "--rtstruct", str(phantom / "dicom/mask" / RS_NAME), "--roi", "GTV", "--out-dir", str(out)],
-                         capture_output=True, text=True)
+    run = _cli(["convert", "--ct-dir", str(phantom / "dicom/image"),
+                "--rtstruct", str(phantom / "dicom/mask" / RS_NAME), "--roi", "GTV", "--out-dir", str(out)], capsys)
     assert run.returncode == 0, run.stderr
     assert "ROI 'GTV-1'" in run.stdout
     img, mask = sitk.ReadImage(str(out / "image.nii.gz")), sitk.ReadImage(str(out / "mask.nii.gz"))
@@ -183,7 +192,7 @@ def test_rescale_slope_intercept_applied(ct_copy, phantom):
     assert np.array_equal(got, ref)
 
 
-def test_batch_records_exclusions_and_goes_on(phantom, tmp_path, ct_copy):
+def test_batch_records_exclusions_and_goes_on(phantom, tmp_path, ct_copy, capsys):
     (ct_copy / "DCM_IMG_00030.dcm").unlink()
     rel = lambda p: Path(p).as_posix()  # noqa: E731
     csv = tmp_path / "batch.csv"
@@ -192,8 +201,7 @@ def test_batch_records_exclusions_and_goes_on(phantom, tmp_path, ct_copy):
                    f"gap,{rel(ct_copy)},{rel(phantom / 'dicom/mask' / RS_NAME)},GTV,200,0\n"
                    f"noroi,{rel(phantom / 'dicom/image')},{rel(phantom / 'dicom/mask' / RS_NAME)},heart,300,0\n")
     out = tmp_path / "conv"
-    run = subprocess.run([sys.executable, "-m", "voxsurv", "convert", "--manifest", str(csv), "--out-dir", str(out)],
-                         capture_output=True, text=True)
+    run = _cli(["convert", "--manifest", str(csv), "--out-dir", str(out)], capsys)
     assert run.returncode == 0, run.stderr
     converted = __import__("pandas").read_csv(out / "converted.csv")
     excluded = __import__("pandas").read_csv(out / "exclusions.csv")

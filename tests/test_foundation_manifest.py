@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +9,18 @@ import pytest
 
 from voxsurv.errors import InputError
 from voxsurv.manifest import ManifestError, load_manifest, manifest_summary, validate_manifest
+
+
+def _cli(args, capsys):
+    """Run `voxsurv ARGS` in this process (a subprocess would re-import torch/MONAI)."""
+    from types import SimpleNamespace
+
+    from voxsurv.cli import main
+
+    capsys.readouterr()
+    rc = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=rc, stdout=out.out, stderr=out.err)
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -95,9 +105,8 @@ def test_summary_reverse_km_median_follow_up():
     assert (s["patients"], s["events"], s["censored"]) == (6, 2, 4)
 
 
-def test_cli_manifest_check_on_lung_crops(lung_crops):
-    out = subprocess.run([sys.executable, "-m", "voxsurv", "manifest", "check", str(lung_crops / "manifest.csv")],
-                         capture_output=True, text=True)
+def test_cli_manifest_check_on_lung_crops(lung_crops, capsys):
+    out = _cli(["manifest", "check", str(lung_crops / "manifest.csv")], capsys)
     assert out.returncode == 0, out.stderr
     assert "300 patients, 162 events" in out.stdout
     assert "reverse Kaplan-Meier" in out.stdout
@@ -107,9 +116,8 @@ def test_cli_manifest_check_on_lung_crops(lung_crops):
     assert lines["lung1"][5] == "510"  # plain median of times: the data README's ~510 d
 
 
-def test_cli_manifest_check_fails_with_errors(tmp_path):
+def test_cli_manifest_check_fails_with_errors(tmp_path, capsys):
     path = _write(tmp_path, "patient_id,image,mask,time_days,event\na,img/a_ct.nii.gz,img/a_gtv.nii.gz,-1,0\n")
-    out = subprocess.run([sys.executable, "-m", "voxsurv", "manifest", "check", str(path)],
-                         capture_output=True, text=True)
+    out = _cli(["manifest", "check", str(path)], capsys)
     assert out.returncode == 1
     assert "row 1 (line 2), patient a, column time_days: time is negative ('-1')" in out.stderr

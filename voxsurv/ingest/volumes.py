@@ -108,3 +108,20 @@ def check_image_mask(image_path: str | Path, mask_path: str | Path,
 def check_record(record) -> tuple[sitk.Image, sitk.Image]:
     """:func:`check_image_mask` for one manifest row (mapping with patient_id, image, mask)."""
     return check_image_mask(record["image"], record["mask"], str(record["patient_id"]))
+
+
+def to_metatensor(img: sitk.Image, filename: str | Path | None = None):
+    """A SimpleITK volume as MONAI would load it: channel-first (1, x, y, z) float32 MetaTensor
+    with a RAS affine (MONAI's ``LoadImage`` convention), so NRRD and checked images enter the
+    same transforms as NIfTI loaded by ``LoadImaged``."""
+    import torch
+    from monai.data import MetaTensor
+
+    arr = sitk.GetArrayFromImage(img).transpose(2, 1, 0)[None].astype(np.float32)  # (1, x, y, z)
+    affine = np.eye(4)
+    affine[:3, :3] = np.array(img.GetDirection()).reshape(3, 3) @ np.diag(img.GetSpacing())
+    affine[:3, 3] = img.GetOrigin()
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine  # LPS (ITK) -> RAS (MONAI)
+    meta = {"filename_or_obj": str(filename) if filename else "", "space": "RAS",
+            "original_affine": affine.copy(), "spatial_shape": np.array(arr.shape[1:])}
+    return MetaTensor(torch.from_numpy(np.ascontiguousarray(arr)), affine=torch.as_tensor(affine), meta=meta)
