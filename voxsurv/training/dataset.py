@@ -137,10 +137,12 @@ class SurvivalSlices:
                                         finetune_fraction)
         train = self.roles["train"]
         if int(train["event"].sum()) < min_events:
-            raise InputError(f"the training split ({train_split!r}, {len(train)} patients) has "
+            err = InputError(f"the training split ({train_split!r}, {len(train)} patients) has "
                              f"{int(train['event'].sum())} events; a Cox model needs at least {min_events}",
                              path=str(manifest), fix="use a split with deaths (event = 1), or a larger "
                              "fine-tune fraction")
+            print(f"[voxsurv] STOP before training: {err}", flush=True)
+            raise err
         self.cache_dir = Path(cache_dir)
         self._volumes: dict[int, dict] = {}
         self.excluded: list[dict] = []

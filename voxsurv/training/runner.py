@@ -37,9 +37,21 @@ def bundle_root(name: str) -> str:
 
 
 def say(message: str) -> None:
-    """Progress line for the user of the main command (stdout, flushed, also logged)."""
+    """Progress line for the user of the main command (stdout, flushed)."""
     print(f"[voxsurv] {message}", flush=True)
-    logger.info(message)
+
+
+def _is_rank0() -> bool:
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def ensure_demo_cohort(dataset_dir: str, manifest: str, **demo_kwargs) -> str:
@@ -47,7 +59,11 @@ def ensure_demo_cohort(dataset_dir: str, manifest: str, **demo_kwargs) -> str:
     cohort there first (printing that it does). A missing manifest in a non-empty folder is an
     error: we never write synthetic data next to somebody's real data."""
     manifest_path = Path(manifest)
+    if not _is_rank0():  # under DDP rank 0 writes, the others wait
+        _barrier()
+        return str(manifest_path)
     if manifest_path.exists():
+        _barrier()
         return str(manifest_path)
     folder = Path(dataset_dir)
     if folder.exists() and any(folder.iterdir()):
@@ -58,6 +74,7 @@ def ensure_demo_cohort(dataset_dir: str, manifest: str, **demo_kwargs) -> str:
     say(f"no data in {folder}: generating the synthetic demo cohort there (source + target) ...")
     path = generate_demo_cohort(folder, **demo_kwargs)
     say(f"demo cohort written: {path}")
+    _barrier()
     if Path(path).resolve() != manifest_path.resolve():
         raise InputError("the demo cohort was written but the configured manifest is elsewhere",
                          path=str(manifest_path), fix=f"use --manifest {path}")
@@ -69,8 +86,12 @@ def ensure_pretrained(checkpoint: str, pretrain_bundle: str, overrides: dict | N
     """Return `checkpoint`; when it does not exist, run the pre-training bundle (a subprocess of
     `python -m monai.bundle run`) with `overrides` first, printing what it does."""
     ckpt = Path(checkpoint)
+    if not _is_rank0():  # under DDP rank 0 pre-trains (single process), the others wait
+        _barrier()
+        return str(ckpt)
     if ckpt.exists():
         say(f"using pre-trained weights {ckpt}")
+        _barrier()
         return str(ckpt)
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file",
            str(Path(pretrain_bundle) / "configs" / "train.yaml"), "--bundle_root", str(pretrain_bundle)]
@@ -84,6 +105,7 @@ def ensure_pretrained(checkpoint: str, pretrain_bundle: str, overrides: dict | N
     if not ckpt.exists():
         raise RuntimeError(f"pre-training finished but wrote no {ckpt}")
     say(f"pre-training done: {ckpt}")
+    _barrier()
     return str(ckpt)
 
 
@@ -93,15 +115,21 @@ def latest_checkpoint(folder: str, pattern: str = "checkpoint*.pt") -> str | Non
     return str(files[-1]) if files else None
 
 
-def freeze(network, stem: bool = True, blocks: int = 0):
-    """Freeze the stem and the first `blocks` blocks (network.freeze) and return the parameters
-    left trainable, for the optimizer."""
-    if stem or blocks:
-        network.freeze(stem=stem, blocks=int(blocks))
+def frozen(network, stem: bool = True, blocks: int = 0):
+    """The network with its stem and first `blocks` blocks frozen (network.freeze); frozen
+    before any DDP wrapping, so DDP only registers the trainable parameters."""
+    network.freeze(stem=bool(stem), blocks=int(blocks))
+    network._voxsurv_frozen = (bool(stem), int(blocks))
+    return network
+
+
+def trainable(network) -> list:
+    """Parameters left trainable (for the optimizer), reporting how many are fine-tuned."""
     params = [p for p in network.parameters() if p.requires_grad]
-    n_all = sum(p.numel() for p in network.parameters())
-    n_train = sum(p.numel() for p in params)
-    say(f"fine-tuning {n_train:,} of {n_all:,} parameters (stem frozen: {bool(stem)}, first {int(blocks)} blocks frozen)")
+    module = getattr(network, "module", network)
+    stem, blocks = getattr(module, "_voxsurv_frozen", (False, 0))
+    say(f"training {sum(p.numel() for p in params):,} of {sum(p.numel() for p in network.parameters()):,} "
+        f"parameters (stem frozen: {stem}, first {blocks} blocks frozen)")
     return params
 
 
@@ -140,7 +168,8 @@ class PatientPredictionsWriter:
         patient_predictions(self.metric, self.patients, self.split).to_csv(self.path, index=False)
 
 
-def report(output_dir: str, manifest: str, prediction_files: list[str], test_split: str = "test") -> dict:
+def report(output_dir: str, manifest: str, prediction_files: list[str], test_split: str = "test",
+           name: str = "predictions") -> dict:
     """Merge the per-split prediction files into `predictions.csv`, print the test C-index and,
     for the demo cohort (true_risk.csv beside the manifest), the true-risk C-index on the same
     patients; write `test_metrics.json`."""
@@ -153,7 +182,7 @@ def report(output_dir: str, manifest: str, prediction_files: list[str], test_spl
         raise RuntimeError(f"no predictions written in {output_dir}")
     pred = pd.concat(frames, ignore_index=True)
     out = Path(output_dir)
-    pred.to_csv(out / "predictions.csv", index=False)
+    pred.to_csv(out / f"{name}.csv", index=False)
     test = pred[pred["split"] == test_split]
     result = {"test_patients": int(len(test)), "test_events": int(test["event"].sum()),
               "test_c_index": harrell_c_index(test["time_days"], test["event"], test["risk"])}
@@ -166,8 +195,8 @@ def report(output_dir: str, manifest: str, prediction_files: list[str], test_spl
         result["true_risk_c_index"] = harrell_c_index(m["time_days"], m["event"], m["true_risk"])
         say(f"true-risk C-index on the same test patients (the best any model can expect): "
             f"{result['true_risk_c_index']:.3f}")
-    say(f"per-patient predictions: {out / 'predictions.csv'}")
-    with open(out / "test_metrics.json", "w") as f:
+    say(f"per-patient predictions: {out / f'{name}.csv'}")
+    with open(out / f"{name}_metrics.json", "w") as f:
         json.dump({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in result.items()}, f, indent=1)
     return result
 
