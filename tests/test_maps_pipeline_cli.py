@@ -20,7 +20,7 @@ def test_single_patient_writes_4d_nifti_sidecar_and_montage(lung_crops, tmp_path
     vol = sitk.ReadImage(str(out))
     meta = json.loads((tmp_path / "maps.json").read_text())
     assert vol.GetDimension() == 4 and vol.GetSize()[3] == len(meta["names"]) == 7
-    assert vol.GetSpacing()[:3] == (1.0, 1.0, 5.0) and vol.GetSize()[2] == 2  # 10 mm -> 2 slices
+    assert vol.GetSpacing()[:3] == (1.0, 1.0, 5.0) and vol.GetSize()[2] == 3  # 10 slices at 1 mm -> 3 at 5 mm (MONAI grid)
     # ITK's NIfTI reader turns NaN into 0 (ITK PR #6683); the file holds NaN: read with nibabel
     maps = np.asarray(nib.load(str(out)).dataobj)  # (x, y, z, F)
     assert maps.shape[3] == 7 and np.isnan(maps).any() and np.isfinite(maps).any()

@@ -130,3 +130,29 @@ def test_changed_settings_get_a_new_cache_entry(cohort, tmp_path):
     c = extract_cohort(records[:1], CohortJob(out, backend="pyradiomics", features=feats))
     assert a[0]["key"] != b[0]["key"] and b[0]["status"] == "computed"
     assert c[0]["status"] == "cached" and c[0]["key"] == a[0]["key"]
+
+
+def test_cache_grid_is_the_grid_of_the_bundles_resampling_transform(cohort):
+    """Cached maps must lie on the grid custom_transforms.ResampleToSpacingd (MONAI Spacingd)
+    gives in the bundles: same size, same mask, CT equal up to float32 interpolation."""
+    import SimpleITK as sitk
+
+    ct = pytest.importorskip("custom_transforms")
+    if not hasattr(ct, "ResampleToSpacingd"):
+        pytest.skip("ResampleToSpacingd not available")
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+
+    from voxelmaps.cohort import resample_to_spacing
+
+    rec = cohort[0][1]
+    d = Compose([LoadImaged(["image", "mask"], image_only=True),
+                 EnsureChannelFirstd(["image", "mask"]),
+                 ct.ResampleToSpacingd(keys=("image", "mask"), pixdim=(1.0, 1.0, 5.0))])(
+        {"image": rec["image"], "mask": rec["mask"]})
+    image, mask = resample_to_spacing(sitk.ReadImage(rec["image"]), sitk.ReadImage(rec["mask"]),
+                                      (1.0, 1.0, 5.0))
+    monai_img = d["image"][0].numpy().transpose(2, 1, 0)
+    assert monai_img.shape == sitk.GetArrayFromImage(image).shape
+    np.testing.assert_array_equal(d["mask"][0].numpy().transpose(2, 1, 0) > 0,
+                                  sitk.GetArrayFromImage(mask) > 0)
+    np.testing.assert_allclose(monai_img, sitk.GetArrayFromImage(image), atol=0.05)

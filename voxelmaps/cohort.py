@@ -65,15 +65,18 @@ class CohortJob:
 # one patient
 # ---------------------------------------------------------------------------------------------
 def resample_to_spacing(image, mask, spacing_xyz):
-    """Resample SimpleITK image (linear) and mask (nearest) to `spacing_xyz` mm, same origin and
-    direction, extent preserved (size = round(size x spacing / new spacing))."""
+    """Resample SimpleITK image (linear) and mask (nearest) to `spacing_xyz` mm: same origin and
+    direction, size = round((n - 1) x spacing / new spacing + 1) and edge values repeated beyond
+    the last voxel, i.e. the grid of MONAI's Spacing(d) (custom_transforms.ResampleToSpacingd), so
+    cached maps lie on the grid the bundles' transforms produce."""
     import SimpleITK as sitk
 
     old_sp = np.array(image.GetSpacing())
     new_sp = np.array(spacing_xyz, dtype=float)
     if np.allclose(old_sp, new_sp, rtol=1e-6):
         return image, mask
-    size = [max(1, int(round(n))) for n in np.array(image.GetSize()) * old_sp / new_sp]
+    size = [max(1, int(np.round((n - 1) * o / w + 1.0)))
+            for n, o, w in zip(image.GetSize(), old_sp, new_sp)]
 
     def go(img, interp, pixel_type):
         f = sitk.ResampleImageFilter()
@@ -83,6 +86,7 @@ def resample_to_spacing(image, mask, spacing_xyz):
         f.SetOutputDirection(img.GetDirection())
         f.SetInterpolator(interp)
         f.SetDefaultPixelValue(0)
+        f.SetUseNearestNeighborExtrapolator(True)  # MONAI's padding_mode='border'
         f.SetOutputPixelType(pixel_type)
         return f.Execute(img)
 
