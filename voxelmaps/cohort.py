@@ -225,6 +225,18 @@ def _process(record: dict, job: CohortJob) -> dict:
                 "problem": f"patient {pid}: {type(exc).__name__}: {exc}"}
 
 
+def _result(future, record: dict) -> dict:
+    """A finished future's row; a worker that died (killed, out of memory) excludes its patient
+    instead of stopping the cohort."""
+    try:
+        return future.result()
+    except Exception as exc:
+        pid = str(record["patient_id"])
+        log.error("patient %s: worker failed: %s", pid, exc)
+        return {"patient_id": pid, "status": "excluded",
+                "problem": f"patient {pid}: worker failed ({type(exc).__name__}: {exc})"}
+
+
 def _init_worker(threads: int) -> None:
     try:
         import torch
@@ -273,10 +285,10 @@ def extract_cohort(records: Iterable[dict], job: CohortJob, workers: int = 1,
         from distributed import Client, as_completed as dask_completed
 
         with Client(dask_scheduler) as client:
-            futures = [client.submit(_process, r, job, key=f"maps-{r['patient_id']}-{i}",
-                                     pure=False) for i, r in enumerate(records)]
-            for fut in dask_completed(futures):
-                done(fut.result())
+            futures = {client.submit(_process, r, job, key=f"maps-{r['patient_id']}-{i}",
+                                     pure=False): r for i, r in enumerate(records)}
+            for fut in dask_completed(list(futures)):
+                done(_result(fut, futures[fut]))
     elif workers <= 1:
         for r in records:
             done(_process(r, job))
@@ -287,9 +299,9 @@ def extract_cohort(records: Iterable[dict], job: CohortJob, workers: int = 1,
         # spawn, not fork: forking a process whose torch/OpenMP threads are running can hang.
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
                                  initializer=_init_worker, initargs=(threads,)) as pool:
-            futures = [pool.submit(_process, r, job) for r in records]
+            futures = {pool.submit(_process, r, job): r for r in records}
             for fut in as_completed(futures):
-                done(fut.result())
+                done(_result(fut, futures[fut]))
 
     order = {r["patient_id"]: i for i, r in enumerate(records)}
     rows.sort(key=lambda r: order.get(r["patient_id"], n))
