@@ -70,6 +70,17 @@ def _nanmean(x: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.where(ok, x, torch.zeros_like(x)).sum(dim) / ok.sum(dim)
 
 
+def _count_equal(x: torch.Tensor, *others: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
+    """For every pair p: how many pairs q have x_q (or others_q) equal to x_p; (A, P, n)."""
+    # Small integer accumulator: adding a bool into it costs far less than into a float tensor.
+    acc_dtype = torch.uint8 if x.shape[1] * (1 + len(others)) < 256 else torch.int32
+    count = torch.zeros(x.shape, dtype=acc_dtype, device=x.device)
+    for y in (x,) + others:
+        for q in range(y.shape[1]):
+            count += x == y[:, q:q + 1]
+    return count.to(dtype)
+
+
 def compute(levels: torch.Tensor, n_levels: int, features, dtype: torch.dtype = torch.float64,
             angle_present: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """GLCM features of every window.
@@ -100,15 +111,17 @@ def compute(levels: torch.Tensor, n_levels: int, features, dtype: torch.dtype = 
     first, second = _pair_index(k, device)
     first, second = first[keep], second[keep]
 
-    # Pairs (a, b) per window/angle, (N, A, P); a pair with a voxel outside the kernel is (0, 0).
-    flat = torch.nn.functional.pad(levels.reshape(n_vox, k * k), (0, 1))  # position K*K is empty
-    a = flat[:, first]
-    b = flat[:, second]
+    # Pairs (a, b) per angle, pair slot and window: (A, P, N), voxels last so that every step runs
+    # over long contiguous rows. A pair with a voxel outside the kernel is (0, 0).
+    flat = torch.cat([levels.reshape(n_vox, k * k).t().to(torch.int32),
+                      torch.zeros((1, n_vox), dtype=torch.int32, device=device)])  # row K*K: outside
+    a = flat[first]
+    b = flat[second]
     valid = (a > 0) & (b > 0)
     a = a * valid
     b = b * valid
     vf = valid.to(dtype)
-    t = 2 * vf.sum(-1)  # entries of the symmetric GLCM (both orders of every pair)
+    t = 2 * vf.sum(1)  # (A, N) entries of the symmetric GLCM (both orders of every pair)
     empty = t == 0
     inv_t = 1.0 / torch.where(empty, torch.ones_like(t), t)
     af = a.to(dtype)
@@ -118,50 +131,28 @@ def compute(levels: torch.Tensor, n_levels: int, features, dtype: torch.dtype = 
 
     def expect(per_pair: torch.Tensor, entries_per_pair: float = 2.0) -> torch.Tensor:
         """sum_ij P(i, j) f(i, j) from f summed over the pairs' symmetric entries."""
-        return per_pair.sum(-1) * (entries_per_pair * inv_t)
+        return per_pair.sum(1) * (entries_per_pair * inv_t)
 
     out: dict[str, torch.Tensor] = {}
     nan = torch.tensor(float("nan"), dtype=dtype, device=device)
 
     def per_angle(name: str, value: torch.Tensor, plain_mean: bool = False) -> None:
         value = torch.where(empty, nan, value)
-        out[name] = value.mean(1) if plain_mean else _nanmean(value, 1)
+        out[name] = value.mean(0) if plain_mean else _nanmean(value, 0)
 
     u = expect(s_, 1.0)  # mean row level = mean column level
-    ab_ = af * bf
-    e_ij = expect(ab_)
+    e_ij = expect(af * bf)
     e_i2 = expect(af * af + bf * bf, 1.0)
     sum_squares = (e_i2 - u * u).clamp(min=0)
-    # Counts of entries sharing a value with each pair, from one small histogram per window/angle:
-    # slots for the unordered cell {a, b} (triangular index), the row level, the sum a + b and the
-    # difference |a - b|; pairs outside the kernel only touch slots no real pair reads.
-    n_ang, n_pair = a.shape[1], a.shape[2]
-    lo = torch.minimum(a, b)
-    hi = torch.maximum(a, b)
-    n_cell = (n_levels + 1) * (n_levels + 2) // 2
-    row0 = n_cell
-    sum0 = row0 + n_levels + 1
-    dif0 = sum0 + 2 * n_levels + 1
-    slots = dif0 + n_levels + 1
-    keys = torch.cat([hi * (hi + 1) // 2 + lo, row0 + a, row0 + b, sum0 + a + b,
-                      dif0 + ((a - b).abs() + 1) * valid], -1)
-    m = n_vox * n_ang
-    hist = torch.zeros((m, slots), dtype=dtype, device=device)
-    hist.scatter_add_(1, keys.reshape(m, -1), torch.ones((1, 1), dtype=dtype, device=device).expand(m, 5 * n_pair))
-    counts = hist.gather(1, keys.reshape(m, -1)).reshape(n_vox, n_ang, 5, n_pair)
-    cell = counts[:, :, 0] * (1 + (a == b).to(dtype))  # entries in cell (a, b) of the symmetric GLCM
-    rows_a = counts[:, :, 1]
-    rows_b = counts[:, :, 2]
-    sums = 2 * counts[:, :, 3]
-    difs = 2 * counts[:, :, 4]
-    single = (rows_a * vf).amax(-1) == t  # one grey level along the angle (a flat window)
+    rows_a = _count_equal(a, b, dtype=dtype)  # entries whose row level is a_p
+    single = (rows_a * vf).amax(1) == t  # one grey level along the angle (a flat window)
 
     if "Autocorrelation" in want:
         per_angle("Autocorrelation", e_ij)
     if "JointAverage" in want:
         per_angle("JointAverage", u, plain_mean=True)
     if want & {"ClusterProminence", "ClusterShade", "ClusterTendency"}:
-        c = s_ - 2 * u[..., None]
+        c = s_ - 2 * u[:, None]
         c2 = c * c * vf
         if "ClusterTendency" in want:
             per_angle("ClusterTendency", expect(c2))
@@ -169,10 +160,9 @@ def compute(levels: torch.Tensor, n_levels: int, features, dtype: torch.dtype = 
             per_angle("ClusterShade", expect(c2 * c))
         if "ClusterProminence" in want:
             per_angle("ClusterProminence", expect(c2 * c2))
-    if "Contrast" in want or "DifferenceVariance" in want:
-        e_d2 = expect(d_ * d_)
+    d2 = d_ * d_
     if "Contrast" in want:
-        per_angle("Contrast", e_d2)
+        per_angle("Contrast", expect(d2))
     if "Correlation" in want:
         corr = (e_ij - u * u) / (sum_squares + _EPS)
         per_angle("Correlation", torch.where(single, torch.ones_like(corr), corr))
@@ -181,50 +171,57 @@ def compute(levels: torch.Tensor, n_levels: int, features, dtype: torch.dtype = 
         if "DifferenceAverage" in want:
             per_angle("DifferenceAverage", e_d)
         if "DifferenceVariance" in want:
-            dd = (d_ - e_d[..., None]) * vf
+            dd = (d_ - e_d[:, None]) * vf
             per_angle("DifferenceVariance", expect(dd * dd))
     if "Idm" in want:
-        per_angle("Idm", expect(vf / (1.0 + d_ * d_)))
+        per_angle("Idm", expect(vf / (1.0 + d2)))
     if "Idmn" in want:
-        per_angle("Idmn", expect(vf / (1.0 + d_ * d_ / ng ** 2)))
+        per_angle("Idmn", expect(vf / (1.0 + d2 / ng ** 2)))
     if "Id" in want:
         per_angle("Id", expect(vf / (1.0 + d_)))
     if "Idn" in want:
         per_angle("Idn", expect(vf / (1.0 + d_ / ng)))
     if "InverseVariance" in want:
-        safe = torch.where(d_ == 0, torch.ones_like(d_), d_)
-        per_angle("InverseVariance", expect(torch.where(d_ == 0, torch.zeros_like(d_), 1.0 / (safe * safe))))
+        safe = torch.where(d_ == 0, torch.ones_like(d_), d2)
+        per_angle("InverseVariance", expect(torch.where(d_ == 0, torch.zeros_like(d_), 1.0 / safe)))
     if "SumSquares" in want:
         per_angle("SumSquares", sum_squares)
 
     def entropy_of(count: torch.Tensor, entries_per_pair: float) -> torch.Tensor:
         """-sum over entries of (1/T) log2(count / T + eps), count = entries sharing the value."""
-        return -expect(torch.log2(count * inv_t[..., None] + _EPS) * vf, entries_per_pair)
+        return -expect(torch.log2(count * inv_t[:, None] + _EPS) * vf, entries_per_pair)
 
-    if want & {"JointEntropy", "Imc1", "Imc2"}:
-        hxy = entropy_of(cell, 2.0)
-    if "JointEntropy" in want:
-        per_angle("JointEntropy", hxy)
-    if "JointEnergy" in want:
-        per_angle("JointEnergy", expect(cell * vf) * inv_t)
-    if "MaximumProbability" in want:
-        per_angle("MaximumProbability", (cell * vf).amax(-1) * inv_t)
-    if want & {"Imc1", "Imc2"}:
-        # HX = HY (symmetric GLCM); HXY1 = HXY2 = HX + HY up to the eps inside the logs
-        # (< 1e-12 here). Where PyRadiomics' HXY and HXY1/HXY2 are the same single term
-        # (one grey level) it returns exactly 0 for both; keep that 0 exact.
-        hx = -expect((torch.log2(rows_a * inv_t[..., None] + _EPS)
-                      + torch.log2(rows_b * inv_t[..., None] + _EPS)) * vf, 1.0)
-        gap = 2 * hx - hxy
-        if "Imc1" in want:
-            imc1 = -gap / torch.where(hx != 0, hx, torch.ones_like(hx))
-            per_angle("Imc1", torch.where(single, torch.zeros_like(imc1), imc1))
-        if "Imc2" in want:
-            tiny = 1e-12 if dtype == torch.float64 else 1e-5
-            imc2 = torch.sqrt(torch.clamp(1 - torch.exp(-2 * gap), min=0))
-            per_angle("Imc2", torch.where(single | (gap <= tiny), torch.zeros_like(imc2), imc2))
+    if want & {"JointEntropy", "JointEnergy", "MaximumProbability", "Imc1", "Imc2"}:
+        lo = torch.minimum(a, b)
+        hi = torch.maximum(a, b)
+        # entries in cell (a, b) of the symmetric GLCM: pairs {a, b} in either order, twice if a = b
+        cell = _count_equal(hi * (hi + 1) // 2 + lo, dtype=dtype) * (1 + (a == b).to(dtype))
+        if want & {"JointEntropy", "Imc1", "Imc2"}:
+            hxy = entropy_of(cell, 2.0)
+        if "JointEntropy" in want:
+            per_angle("JointEntropy", hxy)
+        if "JointEnergy" in want:
+            per_angle("JointEnergy", expect(cell * vf) * inv_t)
+        if "MaximumProbability" in want:
+            per_angle("MaximumProbability", (cell * vf).amax(1) * inv_t)
+        if want & {"Imc1", "Imc2"}:
+            # HX = HY (symmetric GLCM); HXY1 = HXY2 = HX + HY up to the eps inside the logs
+            # (< 1e-12 here). Where PyRadiomics' HXY and HXY1/HXY2 are the same single term
+            # (one grey level) it returns exactly 0 for both; keep that 0 exact.
+            rows_b = _count_equal(b, a, dtype=dtype)
+            hx = -expect((torch.log2(rows_a * inv_t[:, None] + _EPS)
+                          + torch.log2(rows_b * inv_t[:, None] + _EPS)) * vf, 1.0)
+            gap = 2 * hx - hxy
+            if "Imc1" in want:
+                imc1 = -gap / torch.where(hx != 0, hx, torch.ones_like(hx))
+                per_angle("Imc1", torch.where(single, torch.zeros_like(imc1), imc1))
+            if "Imc2" in want:
+                tiny = 1e-12 if dtype == torch.float64 else 1e-5
+                imc2 = torch.sqrt(torch.clamp(1 - torch.exp(-2 * gap), min=0))
+                per_angle("Imc2", torch.where(single | (gap <= tiny), torch.zeros_like(imc2), imc2))
     if "SumEntropy" in want:
-        per_angle("SumEntropy", entropy_of(sums, 2.0))
+        per_angle("SumEntropy", entropy_of(2 * _count_equal(a + b, dtype=dtype), 2.0))
     if "DifferenceEntropy" in want:
-        per_angle("DifferenceEntropy", entropy_of(difs, 2.0))
+        d_key = ((a - b).abs() + 1) * valid  # 0 for pairs outside the kernel
+        per_angle("DifferenceEntropy", entropy_of(2 * _count_equal(d_key, dtype=dtype), 2.0))
     return out
