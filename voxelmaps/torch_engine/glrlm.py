@@ -6,10 +6,11 @@ non-ROI voxels), computes every feature per angle with Nr = number of runs, and 
 ``nanmean``. Its C code zeroes an angle for a window when no line of the window along that angle
 holds two or more ROI voxels (``multiElement``); such an angle has Nr = 0, is NaN and is skipped.
 
-Here every window position that starts a run is an "entry" with its grey level and run length.
-Features linear in the matrix are sums over runs; the non-uniformities and RunEntropy need the
-number of runs sharing a grey level / length / (level, length) cell: a small scatter-add per
-window/angle and a gather back.
+Here every window position that starts a run stands for that run, with its grey level and
+length. Features linear in the matrix are sums over runs; the non-uniformities and RunEntropy
+need the number of runs sharing a grey level / length / (level, length) cell, counted by comparing
+the run starts of a window with each other. Layout is voxels last, (angle, position, voxel), so
+each step runs over long contiguous rows.
 """
 
 from __future__ import annotations
@@ -31,40 +32,27 @@ ANGLES = ((1, 1), (1, 0), (1, -1), (0, 1))
 _EPS = 2.220446049250313e-16  # numpy.spacing(1)
 
 
-def _shift(levels: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """out[:, y, x] = levels[:, y + dy, x + dx], 0 where that falls outside the patch."""
-    k = levels.shape[-1]
-    out = torch.zeros_like(levels)
-    if abs(dy) >= k or abs(dx) >= k:
-        return out
-    out[:, max(0, -dy):k - max(0, dy), max(0, -dx):k - max(0, dx)] = \
-        levels[:, max(0, dy):k + min(0, dy), max(0, dx):k + min(0, dx)]
-    return out
+def _run_index(k: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat positions before p and ahead of p (steps 1..K-1) along each angle; K*K = outside.
 
-
-def _runs(levels: torch.Tensor):
-    """Per angle: run-start flags, run lengths and whether the angle counts (multiElement).
-
-    Returns start (N, A, K*K) bool, length (N, A, K*K) int64, counted (N, A) bool.
+    Returns before (A, K*K) and ahead (A, K*K, K-1).
     """
-    n, k, _ = levels.shape
-    inside = levels > 0
-    starts, lengths, counted = [], [], []
+    before, ahead = [], []
+    outside = k * k
     for dy, dx in ANGLES:
-        before = _shift(levels, -dy, -dx)
-        start = inside & (before != levels)
-        length = torch.ones_like(levels)
-        going = inside.clone()
-        multi = torch.zeros(n, dtype=torch.bool, device=levels.device)
-        for step in range(1, k):
-            ahead = _shift(levels, step * dy, step * dx)
-            going = going & (ahead == levels)
-            length = length + going.long()
-            multi = multi | (inside & (ahead > 0)).flatten(1).any(1)
-        starts.append(start.reshape(n, -1))
-        lengths.append(length.reshape(n, -1))
-        counted.append(multi)
-    return torch.stack(starts, 1), torch.stack(lengths, 1), torch.stack(counted, 1)
+        b_rows, a_rows = [], []
+        for y in range(k):
+            for x in range(k):
+                yb, xb = y - dy, x - dx
+                b_rows.append(yb * k + xb if 0 <= yb < k and 0 <= xb < k else outside)
+                steps = []
+                for step in range(1, k):
+                    ya, xa = y + step * dy, x + step * dx
+                    steps.append(ya * k + xa if 0 <= ya < k and 0 <= xa < k else outside)
+                a_rows.append(steps)
+        before.append(b_rows)
+        ahead.append(a_rows)
+    return torch.tensor(before, device=device), torch.tensor(ahead, device=device)
 
 
 def _nanmean(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -91,80 +79,88 @@ def compute(levels: torch.Tensor, n_levels: int, features,
     want = set(features)
     device = levels.device
     n, k, _ = levels.shape
-    start, length, counted = _runs(levels)
-    start = start & counted[..., None]
+    ng = int(n_levels)
+    n_ang = len(ANGLES)
+    before_idx, ahead_idx = _run_index(k, device)
+    # Voxels last: (positions, N) so every step runs over long contiguous rows.
+    flat = torch.cat([levels.reshape(n, k * k).t().to(torch.int32),
+                      torch.zeros((1, n), dtype=torch.int32, device=device)])  # row K*K: outside
+    here = flat[: k * k]  # (K*K, N)
+    inside = here > 0
+    before = flat[before_idx]  # (A, K*K, N)
+    start = inside & (before != here)
+    length = torch.ones(start.shape, dtype=torch.int32, device=device)
+    going = inside.expand(n_ang, k * k, n)
+    counted = torch.zeros((n_ang, n), dtype=torch.bool, device=device)
+    for step in range(k - 1):
+        ahead = flat[ahead_idx[..., step]]  # (A, K*K, N)
+        going = going & (ahead == here)
+        length += going
+        # PyRadiomics' multiElement: an angle counts only if some line holds >= 2 kernel voxels.
+        counted |= (inside & (ahead > 0)).any(1)
+    start = start & counted[:, None]
     w = start.to(dtype)
-    nr_count = start.sum(-1)  # (N, A) runs per window/angle
-    empty = nr_count == 0
-    nr = torch.where(empty, torch.ones_like(nr_count), nr_count).to(dtype)
-    gl_idx = levels.reshape(n, 1, k * k).expand(-1, len(ANGLES), -1)
-    i = gl_idx.to(dtype)
+    i = here.to(dtype)
+    i2 = i * i
     j = length.to(dtype)
+    j2 = j * j
+    inv_i2 = 1.0 / torch.where(inside, i2, torch.ones_like(i2))
+    inv_j2 = 1.0 / j2
 
-    def per_run(f: torch.Tensor) -> torch.Tensor:
-        return (w * f).sum(-1)
+    def over_runs(f: torch.Tensor) -> torch.Tensor:
+        return (w * f).sum(1)  # (A, N)
+
+    nr = w.sum(1)
+    empty = nr == 0
+    inv_nr = 1.0 / torch.where(empty, torch.ones_like(nr), nr)
 
     out: dict[str, torch.Tensor] = {}
     nan = torch.tensor(float("nan"), dtype=dtype, device=device)
 
     def per_angle(name: str, value: torch.Tensor) -> None:
-        out[name] = _nanmean(torch.where(empty, nan, value), 1)
+        out[name] = _nanmean(torch.where(empty, nan, value), 0)
 
-    i2 = i * i
-    j2 = j * j
-    if "ShortRunEmphasis" in want:
-        per_angle("ShortRunEmphasis", per_run(1.0 / j2) / nr)
-    if "LongRunEmphasis" in want:
-        per_angle("LongRunEmphasis", per_run(j2) / nr)
-    safe_i2 = torch.where(i2 == 0, torch.ones_like(i2), i2)
-    if "LowGrayLevelRunEmphasis" in want:
-        per_angle("LowGrayLevelRunEmphasis", per_run(1.0 / safe_i2) / nr)
-    if "HighGrayLevelRunEmphasis" in want:
-        per_angle("HighGrayLevelRunEmphasis", per_run(i2) / nr)
-    if "ShortRunLowGrayLevelEmphasis" in want:
-        per_angle("ShortRunLowGrayLevelEmphasis", per_run(1.0 / (safe_i2 * j2)) / nr)
-    if "ShortRunHighGrayLevelEmphasis" in want:
-        per_angle("ShortRunHighGrayLevelEmphasis", per_run(i2 / j2) / nr)
-    if "LongRunLowGrayLevelEmphasis" in want:
-        per_angle("LongRunLowGrayLevelEmphasis", per_run(j2 / safe_i2) / nr)
-    if "LongRunHighGrayLevelEmphasis" in want:
-        per_angle("LongRunHighGrayLevelEmphasis", per_run(j2 * i2) / nr)
+    terms = {"ShortRunEmphasis": lambda: inv_j2, "LongRunEmphasis": lambda: j2,
+             "LowGrayLevelRunEmphasis": lambda: inv_i2, "HighGrayLevelRunEmphasis": lambda: i2,
+             "ShortRunLowGrayLevelEmphasis": lambda: inv_i2 * inv_j2,
+             "ShortRunHighGrayLevelEmphasis": lambda: i2 * inv_j2,
+             "LongRunLowGrayLevelEmphasis": lambda: j2 * inv_i2,
+             "LongRunHighGrayLevelEmphasis": lambda: i2 * j2}
+    for name, term in terms.items():
+        if name in want:
+            per_angle(name, over_runs(term()) * inv_nr)
+    if "RunPercentage" in want or "RunVariance" in want:
+        n_p = over_runs(j)
     if "RunPercentage" in want:
-        n_p = per_run(j)
         per_angle("RunPercentage", nr / torch.where(n_p == 0, torch.ones_like(n_p), n_p))
     if "GrayLevelVariance" in want:
-        u = per_run(i) / nr
-        d = i - u[..., None]
-        per_angle("GrayLevelVariance", per_run(d * d) / nr)
+        u = over_runs(i) * inv_nr
+        per_angle("GrayLevelVariance", (over_runs(i2) * inv_nr - u * u).clamp(min=0))
     if "RunVariance" in want:
-        u = per_run(j) / nr
-        d = j - u[..., None]
-        per_angle("RunVariance", per_run(d * d) / nr)
+        u = n_p * inv_nr
+        per_angle("RunVariance", (over_runs(j2) * inv_nr - u * u).clamp(min=0))
 
-    counted_names = {"GrayLevelNonUniformity", "GrayLevelNonUniformityNormalized",
-                     "RunLengthNonUniformity", "RunLengthNonUniformityNormalized", "RunEntropy"}
-    if not want & counted_names:
-        return out
-    ng = int(n_levels)
-    g = (gl_idx - 1).clamp(min=0)
-    r = length - 1
-    keys = torch.cat([g * k + r, ng * k + g, ng * k + ng + r], -1)
-    keys = torch.where(start.repeat(1, 1, 3), keys, 0)
-    slots = ng * k + ng + k
-    m = n * len(ANGLES)
-    hist = torch.zeros((m, slots), dtype=torch.int32, device=device)
-    hist.scatter_add_(1, keys.reshape(m, -1), start.repeat(1, 1, 3).to(torch.int32).reshape(m, -1))
-    counts = hist.gather(1, keys.reshape(m, -1)).reshape(n, len(ANGLES), 3, k * k)
-    c_cell, c_gl, c_rl = counts.unbind(2)
-    if "GrayLevelNonUniformity" in want:
-        per_angle("GrayLevelNonUniformity", per_run(c_gl.to(dtype)) / nr)
-    if "GrayLevelNonUniformityNormalized" in want:
-        per_angle("GrayLevelNonUniformityNormalized", per_run(c_gl.to(dtype)) / (nr * nr))
-    if "RunLengthNonUniformity" in want:
-        per_angle("RunLengthNonUniformity", per_run(c_rl.to(dtype)) / nr)
-    if "RunLengthNonUniformityNormalized" in want:
-        per_angle("RunLengthNonUniformityNormalized", per_run(c_rl.to(dtype)) / (nr * nr))
+    def shared(key: torch.Tensor) -> torch.Tensor:
+        """For every run start: the number of runs (of its angle) with the same key; (A, K*K, N)."""
+        count = torch.zeros(key.shape, dtype=torch.uint8 if k * k < 256 else torch.int32, device=device)
+        for q in range(k * k):
+            count += (key == key[:, q:q + 1]) & start[:, q:q + 1]
+        return count.to(dtype)
+
+    if want & {"GrayLevelNonUniformity", "GrayLevelNonUniformityNormalized"}:
+        gln = over_runs(shared(here.expand(n_ang, k * k, n))) * inv_nr  # sum_g pg^2 / Nr
+        if "GrayLevelNonUniformity" in want:
+            per_angle("GrayLevelNonUniformity", gln)
+        if "GrayLevelNonUniformityNormalized" in want:
+            per_angle("GrayLevelNonUniformityNormalized", gln * inv_nr)
+    if want & {"RunLengthNonUniformity", "RunLengthNonUniformityNormalized"}:
+        rln = over_runs(shared(length)) * inv_nr
+        if "RunLengthNonUniformity" in want:
+            per_angle("RunLengthNonUniformity", rln)
+        if "RunLengthNonUniformityNormalized" in want:
+            per_angle("RunLengthNonUniformityNormalized", rln * inv_nr)
     if "RunEntropy" in want:
-        p = c_cell.to(dtype) / nr[..., None]
-        per_angle("RunEntropy", -per_run(torch.log2(p + _EPS)) / nr)
+        # Sum over runs of (1/Nr) log2(p + eps), p = share of runs in the run's own cell.
+        p = shared(here * (k + 1) + length) * inv_nr[:, None]
+        per_angle("RunEntropy", -over_runs(torch.log2(p + _EPS)) * inv_nr)
     return out
