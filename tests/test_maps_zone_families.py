@@ -173,6 +173,24 @@ def test_chunking_and_feature_subsets_do_not_change_values():
         assert all(v.dtype == torch.float32 for v in single.values())
 
 
+@pytest.mark.parametrize("radius", [1, 2])
+def test_pairwise_and_histogram_paths_agree(radius):
+    """Each family groups kernel voxels either pairwise or by histograms over grey levels,
+    whichever is cheaper for the kernel size and level count; with a (legal) oversized level
+    count every grouping takes the pairwise path, which must give the same values."""
+    image, roi = synthetic_case()
+    disc, levels = _patches(image, roi, radius=radius)
+    n_levels = int(levels.max()) + 1
+    for family, mod in MODULES.items():
+        names = list(FEATURE_CLASSES[family])
+        extra = (0,) if family == "gldm" else ()  # gldm's alpha
+        usual = mod._compute_chunk(levels, names, torch.float64, *extra, n_levels)
+        pairwise = mod._compute_chunk(levels, names, torch.float64, *extra, 1000)
+        for name in names:
+            torch.testing.assert_close(pairwise[name], usual[name], rtol=1e-12, atol=1e-14,
+                                       msg=f"{family}_{name}")
+
+
 @pytest.mark.parametrize("mod", list(MODULES.values()), ids=list(MODULES))
 def test_bad_input_is_refused(mod):
     with pytest.raises(ValueError, match="levels must be"):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from voxelmaps.torch_engine.kernel_neighbours import (
-    OFFSETS_2D, check_levels, group_stats, in_chunks, neighbour_shifts, position_major,
+    OFFSETS_2D, check_levels, distinct_key_sum, in_chunks, neighbour_shifts, position_major,
     select_features,
 )
 
@@ -45,7 +45,8 @@ def dependence_counts(grid: torch.Tensor, alpha: int = 0) -> torch.Tensor:
     return dep.reshape(k * k, n)
 
 
-def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype, alpha: int) -> dict:
+def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype, alpha: int,
+                   n_levels: int) -> dict:
     n, k, _ = levels.shape
     m = k * k
     grid = position_major(levels)
@@ -65,9 +66,8 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype, a
     def wsum(x):
         return (w * x).sum(0)
 
-    def non_uniformity(key):
-        _, count, first = group_stats(key, valid)
-        return (first.to(dtype) * count.to(dtype) ** 2).sum(0)
+    def non_uniformity(key, n_keys):
+        return distinct_key_sum(key, valid, n_keys, lambda c: c.to(dtype) ** 2)
 
     out = {}
     want = set(names)
@@ -76,9 +76,9 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype, a
     if want & {"LargeDependenceEmphasis"}:
         out["LargeDependenceEmphasis"] = wsum(j2) / nz
     if want & {"GrayLevelNonUniformity"}:
-        out["GrayLevelNonUniformity"] = non_uniformity(flat) / nz
+        out["GrayLevelNonUniformity"] = non_uniformity(flat, n_levels) / nz
     if want & {"DependenceNonUniformity", "DependenceNonUniformityNormalized"}:
-        s = non_uniformity(dep)
+        s = non_uniformity(dep, n_dep)
         out["DependenceNonUniformity"] = s / nz
         out["DependenceNonUniformityNormalized"] = s / nz ** 2
     if want & {"GrayLevelVariance"}:
@@ -88,9 +88,11 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype, a
         mu = (wsum(j) / nz)
         out["DependenceVariance"] = wsum((j - mu) ** 2) / nz
     if want & {"DependenceEntropy"}:
-        _, count, first = group_stats(flat * n_dep + dep, valid)
-        p = count.to(dtype) / nz
-        out["DependenceEntropy"] = -(first.to(dtype) * p * torch.log2(p + _EPS)).sum(0)
+        def plogp(c):
+            p = c.to(dtype) / nz
+            return p * torch.log2(p + _EPS)
+
+        out["DependenceEntropy"] = -distinct_key_sum(flat * n_dep + dep, valid, n_levels * n_dep, plogp)
     if want & {"LowGrayLevelEmphasis"}:
         out["LowGrayLevelEmphasis"] = wsum(1.0 / i2) / nz
     if want & {"HighGrayLevelEmphasis"}:
@@ -113,7 +115,8 @@ def compute(levels: torch.Tensor, n_levels: int, features: list[str] | None = No
 
     Args:
         levels: (N, K, K) integer grey levels of each voxel's kernel, 0 = not in the kernel.
-        n_levels: number of grey levels of the ROI (common engine signature; unused here).
+        n_levels: number of grey levels of the ROI (common engine signature; the levels' own
+            maximum is used, so a wrong value cannot index out of range).
         features: PyRadiomics GLDM names without class prefix; None = all 14.
         dtype: float64 (PyRadiomics' precision) or float32.
         alpha: PyRadiomics `gldm_a`, the level difference that still counts as dependent.
@@ -124,5 +127,6 @@ def compute(levels: torch.Tensor, n_levels: int, features: list[str] | None = No
     """
     check_levels(levels)
     names = select_features(features, FEATURES, "gldm")
-    return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype, int(alpha)),
-                     names, dtype)
+    n_levels = int(levels.max()) + 1 if levels.numel() else 1  # level numbers 0 .. max
+    return in_chunks(levels, chunk_size,
+                     lambda part: _compute_chunk(part, names, dtype, int(alpha), n_levels), names, dtype)

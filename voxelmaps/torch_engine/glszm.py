@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from voxelmaps.torch_engine.kernel_neighbours import (
-    check_levels, group_stats, in_chunks, neighbour_shifts, position_major, select_features,
+    check_levels, distinct_key_sum, in_chunks, neighbour_shifts, position_major, select_features,
 )
 
 #: PyRadiomics' 16 default GLSZM features.
@@ -61,7 +61,8 @@ def zone_labels(grid: torch.Tensor) -> torch.Tensor:
     return flat
 
 
-def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -> dict:
+def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype,
+                   n_levels: int) -> dict:
     n, k, _ = levels.shape
     m = k * k
     device = levels.device
@@ -92,20 +93,19 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -
     def wsum(x):
         return (w * x).sum(0)
 
-    def non_uniformity(key):
-        _, count, first = group_stats(key, root)
-        return (first.to(dtype) * count.to(dtype) ** 2).sum(0)
+    def non_uniformity(key, n_keys):
+        return distinct_key_sum(key, root, n_keys, lambda c: c.to(dtype) ** 2)
 
     if want & {"SmallAreaEmphasis"}:
         out["SmallAreaEmphasis"] = wsum(1.0 / j2) / nz
     if want & {"LargeAreaEmphasis"}:
         out["LargeAreaEmphasis"] = wsum(j2) / nz
     if want & {"GrayLevelNonUniformity", "GrayLevelNonUniformityNormalized"}:
-        s = non_uniformity(flat)
+        s = non_uniformity(flat, n_levels)
         out["GrayLevelNonUniformity"] = s / nz
         out["GrayLevelNonUniformityNormalized"] = s / nz ** 2
     if want & {"SizeZoneNonUniformity", "SizeZoneNonUniformityNormalized"}:
-        s = non_uniformity(zone_size)
+        s = non_uniformity(zone_size, m + 1)
         out["SizeZoneNonUniformity"] = s / nz
         out["SizeZoneNonUniformityNormalized"] = s / nz ** 2
     if want & {"ZonePercentage"}:
@@ -117,9 +117,12 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -
         mu = (wsum(j) / nz)
         out["ZoneVariance"] = wsum((j - mu) ** 2) / nz
     if want & {"ZoneEntropy"}:
-        _, count, first = group_stats(flat * (m + 1) + zone_size, root)
-        p = count.to(dtype) / nz
-        out["ZoneEntropy"] = -(first.to(dtype) * p * torch.log2(p + _EPS)).sum(0)
+        def plogp(c):
+            p = c.to(dtype) / nz
+            return p * torch.log2(p + _EPS)
+
+        cell = flat * (m + 1) + zone_size
+        out["ZoneEntropy"] = -distinct_key_sum(cell, root, n_levels * (m + 1), plogp)
     if want & {"LowGrayLevelZoneEmphasis"}:
         out["LowGrayLevelZoneEmphasis"] = wsum(1.0 / i2) / nz
     if want & {"HighGrayLevelZoneEmphasis"}:
@@ -142,8 +145,8 @@ def compute(levels: torch.Tensor, n_levels: int, features: list[str] | None = No
     Args:
         levels: (N, K, K) integer grey levels of each voxel's kernel, 0 = not in the kernel
             (outside the ROI or the image); the centre voxel is in its own kernel.
-        n_levels: number of grey levels of the ROI (kept for the common engine signature; zone
-            features only use the level numbers themselves).
+        n_levels: number of grey levels of the ROI (common engine signature; the levels' own
+            maximum is used, so a wrong value cannot index out of range).
         features: PyRadiomics GLSZM names without class prefix; None = all 16.
         dtype: float64 (PyRadiomics' precision) or float32.
         chunk_size: voxels per chunk; memory is ~ chunk_size * K^4 bytes a few times.
@@ -153,4 +156,6 @@ def compute(levels: torch.Tensor, n_levels: int, features: list[str] | None = No
     """
     check_levels(levels)
     names = select_features(features, FEATURES, "glszm")
-    return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype), names, dtype)
+    n_levels = int(levels.max()) + 1 if levels.numel() else 1  # level numbers 0 .. max
+    return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype, n_levels),
+                     names, dtype)

@@ -44,7 +44,7 @@ def neighbourhood_difference(grid: torch.Tensor, dtype: torch.dtype) -> torch.Te
     return torch.where((count > 0) & (level > 0), diff, 0.0)
 
 
-def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -> dict:
+def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype, n_keys: int) -> dict:
     n, k, _ = levels.shape
     m = k * k
     device = levels.device
@@ -52,14 +52,27 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -
     flat = grid.reshape(m, n)
     valid = flat > 0
     diff = neighbourhood_difference(grid, dtype)
-    same, count, first = group_stats(flat, valid)
+    key = flat.long()
+    s_level = torch.zeros(n_keys, n, dtype=dtype, device=device).scatter_add_(0, key, diff)
 
-    # Per distinct grey level, carried by its first voxel: n_i, p_i = n_i / Nvp and s_i.
+    # One "slot" per distinct grey level of each kernel, holding n_i, p_i = n_i / Nvp and s_i.
+    # Slots are either kernel positions (the first voxel of each level) or the grey levels
+    # themselves, whichever gives fewer slot pairs for Busyness and Complexity (positions at
+    # K = 3, levels at K = 5 with ~12 levels).
+    if m <= n_keys:
+        _, count, present = group_stats(flat, valid)
+        level = flat
+        s = torch.where(present, s_level.gather(0, key), 0.0)
+    else:
+        count = torch.zeros(n_keys, n, dtype=torch.int32, device=device)
+        count.scatter_add_(0, key, valid.to(torch.int32))  # row 0 (outside) stays 0
+        present = count > 0
+        level = torch.arange(n_keys, device=device)[:, None]
+        s = s_level
     nvp = valid.to(dtype).sum(0)  # >= 1: the centre voxel is in its kernel
-    i = flat.to(dtype)
-    f = first.to(dtype)
-    p = torch.where(first, count.to(dtype) / nvp, 0.0)
-    s = torch.where(first, (same.to(dtype) * diff).sum(1), 0.0)
+    i = level.to(dtype)
+    f = present.to(dtype)
+    p = torch.where(present, count.to(dtype) / nvp, 0.0)
     sum_ps = (p * s).sum(0)
     sum_s = s.sum(0)
     ngp = f.sum(0)
@@ -81,20 +94,24 @@ def _compute_chunk(levels: torch.Tensor, names: list[str], dtype: torch.dtype) -
         # sum_ij (p_i + p_j)(i - j)^2 over present levels = 2 sum_i p_i (Ngp (i - c)^2 + C2),
         # c = mean of the present levels, C2 = sum_j (j - c)^2.
         c = (f * i).sum(0) / ngp
-        dc = torch.where(first, i - c, 0.0)
+        dc = torch.where(present, i - c, 0.0)
         c2 = (dc ** 2).sum(0)
         st = 2.0 * (p * (ngp * dc ** 2 + c2)).sum(0)
         out["Strength"] = torch.where(sum_s != 0, st / torch.where(sum_s != 0, sum_s, 1.0), 0.0)
     if want & {"Busyness", "Complexity"}:
-        pa, pb = position_pairs(m, device)
-        both = first[pa] & first[pb]
+        pa, pb = position_pairs(p.shape[0], device)
+
+        def pair(x):
+            return x.index_select(0, pa), x.index_select(0, pb)
+
+        both = torch.logical_and(*pair(present))
         if "Busyness" in want:
-            a = flat.double() * (count.double() / valid.double().sum(0))
-            den = (2.0 * torch.where(both, (a[pa] - a[pb]).abs(), 0.0).sum(0)).to(dtype)
+            a_a, a_b = pair(level.double() * (count.double() / valid.double().sum(0)))
+            den = (2.0 * torch.where(both, (a_a - a_b).abs(), 0.0).sum(0)).to(dtype)
             out["Busyness"] = torch.where(den != 0, sum_ps / torch.where(den != 0, den, 1.0), 0.0)
         if "Complexity" in want:
-            ps = p * s
-            term = (i[pa] - i[pb]).abs() * (ps[pa] + ps[pb]) / (p[pa] + p[pb])
+            (i_a, i_b), (ps_a, ps_b), (p_a, p_b) = pair(i), pair(p * s), pair(p)
+            term = (i_a - i_b).abs() * (ps_a + ps_b) / (p_a + p_b)
             out["Complexity"] = 2.0 * torch.where(both, term, 0.0).sum(0) / nvp
     return out
 
@@ -105,7 +122,8 @@ def compute(levels: torch.Tensor, n_levels: int, features: list[str] | None = No
 
     Args:
         levels: (N, K, K) integer grey levels of each voxel's kernel, 0 = not in the kernel.
-        n_levels: number of grey levels of the ROI (common engine signature; unused here).
+        n_levels: number of grey levels of the ROI (common engine signature; the levels' own
+            maximum is used, so a wrong value cannot index out of range).
         features: PyRadiomics NGTDM names; None = all 5.
         dtype: float64 (PyRadiomics' precision) or float32.
         chunk_size: voxels per chunk; memory is ~ chunk_size * K^4 bytes a few times.
@@ -115,4 +133,6 @@ def compute(levels: torch.Tensor, n_levels: int, features: list[str] | None = No
     """
     check_levels(levels)
     names = select_features(features, FEATURES, "ngtdm")
-    return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype), names, dtype)
+    n_keys = int(levels.max()) + 1 if levels.numel() else 1
+    return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype, n_keys),
+                     names, dtype)
