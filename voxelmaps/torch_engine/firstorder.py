@@ -28,38 +28,68 @@ FEATURES = (
 )
 
 
-def _pairwise_sum(x: torch.Tensor) -> torch.Tensor:
-    """Sum over the last axis in numpy's pairwise order (``pairwise_sum`` in numpy's loops)."""
-    n = x.shape[-1]
+def _pairwise_sum(rows: list[torch.Tensor]) -> torch.Tensor:
+    """Sum of the rows in numpy's pairwise order (``pairwise_sum`` in numpy's loops)."""
+    n = len(rows)
     if n < 8:
-        total = x[..., 0]
-        for i in range(1, n):
-            total = total + x[..., i]
+        total = rows[0]
+        for r in rows[1:]:
+            total = total + r
         return total
     if n <= 128:
-        acc = [x[..., j] for j in range(8)]
+        acc = list(rows[:8])
         i = 8
         while i < n - (n % 8):
-            acc = [acc[j] + x[..., i + j] for j in range(8)]
+            acc = [acc[j] + rows[i + j] for j in range(8)]
             i += 8
         total = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
-        for k in range(i, n):
-            total = total + x[..., k]
+        for r in rows[i:]:
+            total = total + r
         return total
     half = n // 2
     half -= half % 8
-    return _pairwise_sum(x[..., :half]) + _pairwise_sum(x[..., half:])
+    return _pairwise_sum(rows[:half]) + _pairwise_sum(rows[half:])
 
 
-def _nan_quantile(sorted_values: torch.Tensor, count: torch.Tensor, q: float) -> torch.Tensor:
-    """numpy ``nanpercentile(..., method='linear')`` on rows sorted ascending, NaNs last."""
-    position = (count - 1).to(sorted_values.dtype) * q
+def _sorting_network(n: int) -> list[tuple[int, int]]:
+    """Comparators of Batcher's odd-even merge sort for n inputs (padded to a power of two)."""
+    size = 1
+    while size < n:
+        size *= 2
+    pairs = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    # Padding inputs are +inf: comparators that touch them never move anything.
+    return [(lo, hi) for lo, hi in pairs if hi < n]
+
+
+def _sorted_rows(rows: list[torch.Tensor]) -> torch.Tensor:
+    """Sort K*K rows elementwise per voxel (ascending), by a sorting network: (K*K, N)."""
+    rows = list(rows)
+    for lo, hi in _sorting_network(len(rows)):
+        a, b = rows[lo], rows[hi]
+        rows[lo] = torch.minimum(a, b)
+        rows[hi] = torch.maximum(a, b)
+    return torch.stack(rows)
+
+
+def _nan_quantile(ordered: torch.Tensor, count: torch.Tensor, q: float) -> torch.Tensor:
+    """numpy ``nanpercentile(..., method='linear')`` from rows sorted ascending, NaNs last."""
+    position = (count - 1).to(ordered.dtype) * q
     below = torch.floor(position)
     gamma = position - below
     below_idx = below.long().clamp(min=0)
     above_idx = torch.minimum(below_idx + 1, count - 1)
-    a = sorted_values.gather(1, below_idx[:, None])[:, 0]
-    b = sorted_values.gather(1, above_idx[:, None])[:, 0]
+    a = ordered.gather(0, below_idx[None])[0]
+    b = ordered.gather(0, above_idx[None])[0]
     diff = b - a
     return torch.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
 
@@ -82,55 +112,54 @@ def compute(values: torch.Tensor, levels: torch.Tensor, n_levels: int, features,
     if unknown:
         raise ValueError(f"unknown first-order features: {sorted(unknown)}")
     n_vox, k, _ = values.shape
-    radius = (k - 1) // 2
-    order = torch.tensor(kernel_order(radius), device=values.device)
-    x = values.reshape(n_vox, k * k).index_select(1, order)
+    order = torch.tensor(kernel_order((k - 1) // 2), device=values.device)
+    # Voxels last, positions in PyRadiomics' kernel order: (K*K, N).
+    x = values.reshape(n_vox, k * k).t().index_select(0, order)
     valid = ~torch.isnan(x)
-    count = valid.sum(1)
+    count = valid.sum(0)
     n = count.to(x.dtype)
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     x0 = torch.where(valid, x, zero)
 
     out: dict[str, torch.Tensor] = {}
     want = set(features)
-    mean = _pairwise_sum(x0) / n
+    mean = _pairwise_sum(list(x0)) / n
     if want & {"Mean", "MeanAbsoluteDeviation", "Variance", "Skewness", "Kurtosis"}:
-        dev = torch.where(valid, x - mean[:, None], zero)
+        dev = torch.where(valid, x - mean, zero)
         dev2 = dev * dev
-        m2 = _pairwise_sum(dev2) / n
+        m2 = _pairwise_sum(list(dev2)) / n
         if "Mean" in want:
             out["Mean"] = mean
         if "Variance" in want:
             out["Variance"] = m2
         if "MeanAbsoluteDeviation" in want:
-            out["MeanAbsoluteDeviation"] = _pairwise_sum(dev.abs()) / n
+            out["MeanAbsoluteDeviation"] = _pairwise_sum(list(dev.abs())) / n
         m2_safe = torch.where(m2 == 0, torch.ones_like(m2), m2)  # flat window -> 0, as PyRadiomics
         if "Skewness" in want:
-            out["Skewness"] = (_pairwise_sum(dev2 * dev) / n) / m2_safe ** 1.5
+            out["Skewness"] = (_pairwise_sum(list(dev2 * dev)) / n) / m2_safe ** 1.5
         if "Kurtosis" in want:
-            out["Kurtosis"] = (_pairwise_sum(dev2 * dev2) / n) / m2_safe ** 2
+            out["Kurtosis"] = (_pairwise_sum(list(dev2 * dev2)) / n) / m2_safe ** 2
     if want & {"Energy", "RootMeanSquared"}:
         shifted = torch.where(valid, x + voxel_array_shift, zero)
-        energy = _pairwise_sum(shifted * shifted)
+        energy = _pairwise_sum(list(shifted * shifted))
         if "Energy" in want:
             out["Energy"] = energy
         if "RootMeanSquared" in want:
             out["RootMeanSquared"] = torch.sqrt(energy / n)
     inf = torch.tensor(float("inf"), dtype=x.dtype, device=x.device)
-    if want & {"Minimum", "Range"}:
-        minimum = torch.where(valid, x, inf).amin(1)
-        if "Minimum" in want:
-            out["Minimum"] = minimum
-    if want & {"Maximum", "Range"}:
-        maximum = torch.where(valid, x, -inf).amax(1)
-        if "Maximum" in want:
-            out["Maximum"] = maximum
-    if "Range" in want:
-        out["Range"] = maximum - minimum
     quantiles = {"10Percentile", "90Percentile", "InterquartileRange", "Median",
                  "RobustMeanAbsoluteDeviation"}
+    if want & (quantiles | {"Minimum", "Maximum", "Range"}):
+        ordered = _sorted_rows(list(torch.where(valid, x, inf)))
+        minimum = ordered[0]
+        maximum = ordered.gather(0, (count - 1)[None])[0]
+        if "Minimum" in want:
+            out["Minimum"] = minimum
+        if "Maximum" in want:
+            out["Maximum"] = maximum
+        if "Range" in want:
+            out["Range"] = maximum - minimum
     if want & quantiles:
-        ordered = torch.sort(torch.where(valid, x, inf), dim=1).values
         p10 = _nan_quantile(ordered, count, 0.1)
         p90 = _nan_quantile(ordered, count, 0.9)
         if "10Percentile" in want:
@@ -143,20 +172,23 @@ def compute(values: torch.Tensor, levels: torch.Tensor, n_levels: int, features,
         if "Median" in want:
             out["Median"] = _nan_quantile(ordered, count, 0.5)
         if "RobustMeanAbsoluteDeviation" in want:
-            inside = valid & (x - p10[:, None] >= 0) & (x - p90[:, None] <= 0)
-            n_in = inside.sum(1).to(x.dtype)
-            xin = torch.where(inside, x, zero)
-            mean_in = _pairwise_sum(xin) / n_in
+            inside = valid & (x - p10 >= 0) & (x - p90 <= 0)
+            n_in = inside.sum(0).to(x.dtype)
+            mean_in = _pairwise_sum(list(torch.where(inside, x, zero))) / n_in
             out["RobustMeanAbsoluteDeviation"] = _pairwise_sum(
-                torch.where(inside, (x - mean_in[:, None]).abs(), zero)) / n_in
+                list(torch.where(inside, (x - mean_in).abs(), zero))) / n_in
     if want & {"Entropy", "Uniformity"}:
-        flat = levels.reshape(n_vox, k * k)
-        hist = torch.zeros((n_vox, n_levels + 1), dtype=x.dtype, device=x.device)
-        hist.scatter_add_(1, flat, torch.ones_like(flat, dtype=x.dtype))
-        p = hist[:, 1:] / n[:, None]  # level 0 = outside the kernel
+        # p(level) over the window from, for each kernel voxel, how many share its level.
+        lv = levels.reshape(n_vox, k * k).t().to(torch.int32)
+        shared = torch.zeros(lv.shape, dtype=torch.uint8 if k * k < 256 else torch.int32,
+                             device=lv.device)
+        for q in range(k * k):
+            shared += lv == lv[q:q + 1]
+        p = shared.to(x.dtype) / n
+        inside_k = lv > 0
         if "Entropy" in want:
             eps = torch.finfo(torch.float64).eps
-            out["Entropy"] = -(p * torch.log2(p + eps)).sum(1)
+            out["Entropy"] = -(torch.where(inside_k, torch.log2(p + eps), zero)).sum(0) / n
         if "Uniformity" in want:
-            out["Uniformity"] = (p * p).sum(1)
+            out["Uniformity"] = torch.where(inside_k, p, zero).sum(0) / n
     return out
