@@ -152,3 +152,20 @@ def test_stack_channels_ct_plus_maps(resampled):
     assert out["input"].meta["slice_index"] == sample["slice_index"]
     with pytest.raises(ValueError, match="spatial shapes differ"):
         StackChannelsd(["image", "bad"])({"image": torch.zeros(1, 4, 4), "bad": torch.zeros(1, 3, 4)})
+
+
+def test_compose_maps_over_slices_and_collates(lung_crops):
+    """What a bundle does: Compose continues per slice after TumourSlicesd; a batch collates."""
+    from monai.data import list_data_collate
+
+    pid = "lung1-002"
+    pipeline = Compose([LOAD, ResampleToSpacingd(), HUWindowZScored("image"), TumourSlicesd("image"),
+                        StackChannelsd(["image", "mask"], output_key="input")])
+    out = pipeline({"image": str(lung_crops / f"images/{pid}_ct.nii.gz"), "patient_id": pid,
+                    "mask": str(lung_crops / f"images/{pid}_gtv.nii.gz"), "label": torch.tensor([100.0, 1.0])})
+    assert isinstance(out, list) and all(tuple(s["input"].shape) == (2, 96, 96) for s in out)
+    batch = list_data_collate(out[:4])
+    assert tuple(batch["input"].shape) == (4, 2, 96, 96) and tuple(batch["label"].shape) == (4, 2)
+    assert batch["patient_id"] == [pid] * 4
+    assert batch["slice_index"].tolist() == [s["slice_index"] for s in out[:4]]
+    assert batch["input"].meta["slice_index"].tolist() == batch["slice_index"].tolist()
