@@ -32,9 +32,10 @@ def lung_crop(lung_crops, patient_id: str, slices: int = 3, half: int = 7):
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(lung_crops / "images" / f"{patient_id}_gtv.nii.gz")))
     z = int(np.argmax(mask.sum(axis=(1, 2))))
     ys, xs = np.nonzero(mask[z])
-    cy, cx = int(ys.min()) + half - 3, int(np.median(xs))
-    box = (slice(z - slices // 2, z - slices // 2 + slices), slice(cy - half, cy + half + 1),
-           slice(cx - half, cx + half + 1))
+    cy = max(half, int(ys.min()) + half - 3)
+    cx = min(max(half, int(np.median(xs))), mask.shape[2] - half - 1)
+    z0 = max(0, z - slices // 2)
+    box = (slice(z0, z0 + slices), slice(cy - half, cy + half + 1), slice(cx - half, cx + half + 1))
     return image[box].astype(np.float64), mask[box]
 
 
