@@ -28,6 +28,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 __all__ = ["selective_scan", "selective_scan_ref", "SelectiveScanFunction", "default_chunk_size"]
 
@@ -157,6 +158,7 @@ class SelectiveScanFunction(torch.autograd.Function):
         return out.permute(1, 2, 0)
 
     @staticmethod
+    @once_differentiable  # the hand-written backward is not itself differentiable
     def backward(ctx, dout):
         (u_tm, delta_raw_tm, A, B_tm, C_tm, D, z_tm, delta_bias, boundaries,
          pre_gate) = ctx.saved_tensors
