@@ -19,6 +19,7 @@ last and marks a finished patient.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -53,6 +54,9 @@ class CohortJob:
     spacing_xyz: tuple[float, float, float] | None = DEFAULT_SPACING_XYZ
     store_dtype: str = "float32"
     device: str | None = None
+    #: torch intra-op threads per patient. 1 by default: a cohort parallelises over patients
+    #: (--workers); on a shared 2-core machine 2 threads made one patient 4x slower (docs/maps.md).
+    threads: int | None = 1
 
     def fingerprint(self) -> dict:
         return {"backend": self.backend, "features": list(self.features),
@@ -144,14 +148,14 @@ def compute_patient(patient_id: str, image_path: str, mask_path: str, job: Cohor
     from voxelmaps.api import compute_maps
     from voxsurv.ingest.volumes import check_image_mask
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     image, mask = check_image_mask(image_path, mask_path, patient_id)
     key = cache_key(image, mask, job)
     npz_path, json_path = patient_files(job.out_dir, key)
     row = {"patient_id": patient_id, "key": key, "maps_file": str(npz_path),
            "sidecar": str(json_path)}
     if json_path.is_file() and npz_path.is_file():
-        return {**row, "status": "cached", "seconds": 0.0}
+        return {**row, "status": "cached", "seconds": 0.0, "cpu_seconds": 0.0}
 
     if job.spacing_xyz is not None:
         image, mask = resample_to_spacing(image, mask, job.spacing_xyz)
@@ -174,6 +178,7 @@ def compute_patient(patient_id: str, image_path: str, mask_path: str, job: Cohor
         f, maps=maps[(slice(None),) + crop].astype(job.store_dtype),
         image=img[crop], mask=roi[crop].astype(np.uint8)))
     seconds = time.perf_counter() - t0
+    cpu_seconds = time.process_time() - c0  # all threads of this process; robust to a busy machine
     sidecar = {
         "patient_id": patient_id, "key": key, "names": list(names), "axes": "F,z,y,x",
         "backend": job.backend, "settings": job.settings.to_dict(),
@@ -182,9 +187,11 @@ def compute_patient(patient_id: str, image_path: str, mask_path: str, job: Cohor
         "direction": list(image.GetDirection()), "roi_voxels": int(roi.sum()),
         "source": {"image": str(image_path), "mask": str(mask_path)},
         "store_dtype": job.store_dtype, "seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu_seconds, 3),
     }
     _atomic_write(json_path, lambda f: f.write(json.dumps(sidecar, indent=1).encode()))
-    return {**row, "status": "computed", "seconds": round(seconds, 3)}
+    return {**row, "status": "computed", "seconds": round(seconds, 3),
+            "cpu_seconds": round(cpu_seconds, 3)}
 
 
 def load_patient_maps(path: str | Path, full_grid: bool = False) -> dict:
@@ -211,11 +218,27 @@ def load_patient_maps(path: str | Path, full_grid: bool = False) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def _torch_threads(job: CohortJob):
+    if job.backend != "torch" or not job.threads:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(job.threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _process(record: dict, job: CohortJob) -> dict:
     """compute_patient that turns bad input into a row instead of an exception."""
     pid = str(record["patient_id"])
     try:
-        return compute_patient(pid, str(record["image"]), str(record["mask"]), job)
+        with _torch_threads(job):
+            return compute_patient(pid, str(record["image"]), str(record["mask"]), job)
     except InputError as exc:
         exc = exc.with_patient(pid)
         return {"patient_id": pid, "status": "excluded", "problem": str(exc)}
@@ -235,15 +258,6 @@ def _result(future, record: dict) -> dict:
         log.error("patient %s: worker failed: %s", pid, exc)
         return {"patient_id": pid, "status": "excluded",
                 "problem": f"patient {pid}: worker failed ({type(exc).__name__}: {exc})"}
-
-
-def _init_worker(threads: int) -> None:
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,10 +309,8 @@ def extract_cohort(records: Iterable[dict], job: CohortJob, workers: int = 1,
     else:
         import multiprocessing as mp
 
-        threads = max(1, (os.cpu_count() or 1) // workers)
         # spawn, not fork: forking a process whose torch/OpenMP threads are running can hang.
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                 initializer=_init_worker, initargs=(threads,)) as pool:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
             futures = {pool.submit(_process, r, job): r for r in records}
             for fut in as_completed(futures):
                 done(_result(fut, futures[fut]))
@@ -316,7 +328,7 @@ def write_tables(out: Path, rows: Sequence[dict]) -> None:
     bad = [{"patient_id": r["patient_id"], "problem": r["problem"]} for r in rows
            if r["status"] == "excluded"]
     index = pd.DataFrame(ok, columns=["patient_id", "status", "key", "maps_file", "sidecar",
-                                      "seconds"])
+                                      "seconds", "cpu_seconds"])
     excl = pd.DataFrame(bad, columns=["patient_id", "problem"])
     for name, df in (("maps_index.csv", index), ("exclusions.csv", excl)):
         _atomic_write(out / name, lambda f, df=df: f.write(df.to_csv(index=False).encode()))

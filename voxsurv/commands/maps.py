@@ -25,6 +25,8 @@ def register(sub) -> None:
     g.add_argument("--out-dir", help="output folder (maps/<hash>.npz + .json, maps_index.csv, "
                                      "exclusions.csv)")
     g.add_argument("--workers", type=int, default=1, help="parallel patient processes [1]")
+    g.add_argument("--threads", type=int, default=1,
+                   help="torch threads per patient [1; parallelise with --workers instead]")
     g.add_argument("--dask-scheduler", metavar="ADDRESS",
                    help="send patients to an existing Dask scheduler instead of local processes")
     s = p.add_argument_group("single-patient mode")
@@ -84,7 +86,7 @@ def _run_cohort(args) -> int:
     job = CohortJob(out_dir=args.out_dir, backend=args.backend,
                     features=resolve_features(args.features), settings=_settings(args),
                     spacing_xyz=None if args.no_resample else tuple(args.spacing),
-                    device=args.device)
+                    device=args.device, threads=args.threads)
     records = read_cohort(args.manifest)
     log.info("maps for %d patients -> %s (%s backend, %d features)", len(records), args.out_dir,
              args.backend, len(job.features))
