@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from voxelmaps.features import FEATURE_CLASSES, FEATURE_NAMES
+from voxelmaps.features import FEATURE_NAMES
 from voxelmaps.settings import MapSettings
 
 #: IBSI digital phantom configuration: integer grey levels used as they are.
@@ -131,5 +131,5 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["FEATURE_CLASSES", "digital_phantom_table", "load_phantom", "load_reference",
+__all__ = ["digital_phantom_table", "load_phantom", "load_reference",
            "markdown_table", "per_slice_texture"]
