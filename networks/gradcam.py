@@ -45,8 +45,10 @@ def risk_attention_map(net: nn.Module, image: torch.Tensor, target_layer: str = 
     try:
         kwargs = {} if normalise else {"postprocessing": lambda x: x}
         cam = GradCAM(nn_module=net, target_layers=target_layer, **kwargs)
+        # an input that requires grad keeps the stem's activations on the graph even when the
+        # stem is frozen for fine-tuning (requires_grad=False parameters)
         with torch.enable_grad():
-            out = cam(image, class_idx=0)
+            out = cam(image.detach().clone().requires_grad_(True), class_idx=0)
     finally:
         net.train(was_training)
     return out.detach()

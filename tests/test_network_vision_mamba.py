@@ -163,3 +163,9 @@ def test_gradcam_risk_map_at_input_resolution():
     assert torch.isfinite(cam).all()
     assert cam.max() > cam.min()
     assert net.training  # mode restored
+
+
+def test_gradcam_works_on_a_frozen_network():
+    net = make_net().freeze()
+    cam = risk_attention_map(net, batch(n=2, seed=4)[0], normalise=False)
+    assert cam.shape == (2, 1, 32, 32) and torch.isfinite(cam).all() and cam.max() > cam.min()
