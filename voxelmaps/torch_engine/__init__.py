@@ -4,7 +4,7 @@ Reproduces PyRadiomics' voxel-based extraction with ``force2D=True, force2Ddimen
 maskedKernel=True`` and fixed bin width/count: the ROI is discretised once (``common``), every ROI
 voxel gets its in-plane (2r+1)^2 window as a patch, and each feature family computes all windows
 of a voxel batch at once with PyRadiomics' formulas and edge cases. Runs on CPU or CUDA, in
-float64 (agrees with PyRadiomics to ~1e-14 of each map's range) or float32 (~1e-6).
+float64 (agrees with PyRadiomics to ~1e-14 of each map's range) or float32 (~1e-5).
 
 Families: firstorder, glcm, glrlm (this package's engine core) and glszm, gldm, ngtdm (same
 ``compute(levels, n_levels, features)`` interface, imported when first needed).
@@ -77,7 +77,8 @@ def compute_torch_maps(image, mask, spacing=(5.0, 1.0, 1.0), features=None, radi
         radius: in-plane kernel radius (1 -> 3 x 3), per axial slice (array axis 0).
         bin_width: fixed bin width (PyRadiomics ``binWidth``), edges at multiples of it.
         bin_count: fixed number of bins instead (PyRadiomics ``binCount``); wins when set.
-        dtype: torch.float64 (reference-exact) or torch.float32 (faster on GPUs).
+        dtype: torch.float64 (reference-exact) or torch.float32 (texture families in float32,
+            within ~1e-5 of each map's range; first-order always accumulates in float64).
         device: 'cpu', 'cuda', 'cuda:1', ...
         voxel_batch: ROI voxels per batch (memory bound); None or <= 0 = all at once.
         voxel_array_shift: PyRadiomics ``voxelArrayShift`` for Energy/RootMeanSquared.
@@ -97,8 +98,11 @@ def compute_torch_maps(image, mask, spacing=(5.0, 1.0, 1.0), features=None, radi
     mask = np.asarray(mask) > 0
     if len(tuple(spacing)) != image.ndim:
         raise ValueError(f"spacing {tuple(spacing)} does not match a {image.ndim}D image")
-    roi = discretise_roi(image, mask, bin_width=bin_width, bin_count=bin_count, dtype=dtype,
-                         device=device)
+    # Intensities stay float64 whatever ``dtype``: first-order moments are cheap, and in float32
+    # the mean of a flat non-integer window is not exactly its value, which flips PyRadiomics'
+    # flat-window rule (Skewness/Kurtosis 0) to +-1. ``dtype`` applies to the texture families.
+    roi = discretise_roi(image, mask, bin_width=bin_width, bin_count=bin_count,
+                         dtype=torch.float64, device=device)
     n_vox = roi.n_voxels
     ng = roi.n_levels
     # The GLCM's per-window histograms hold ~4 (Ng^2 + 4 Ng) counts per voxel: cap the batch so
