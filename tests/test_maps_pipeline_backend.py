@@ -83,3 +83,15 @@ def test_torch_backend_through_the_api_agrees_with_pyradiomics(tiny):
     for g, r, name in zip(got, ref, names):
         span = np.nanmax(r[inside]) - np.nanmin(r[inside])
         assert np.nanmax(np.abs(g[inside] - r[inside])) <= 1e-6 * max(span, 1e-12), name
+
+
+def test_maps_come_back_in_the_requested_order(tiny):
+    image, mask = tiny
+    img, roi = sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(mask)
+    names = ["ngtdm_Busyness", "firstorder_Mean", "glcm_Contrast"]
+    maps, got = compute_maps(img, roi, (5.0, 1.0, 1.0), names, backend="pyradiomics")
+    assert got == names
+    mean = maps[1][roi > 0]
+    assert np.nanmin(mean) >= -95 and np.nanmax(mean) > 0  # HU, i.e. really the Mean map
+    one, _ = compute_maps(img, roi, (5.0, 1.0, 1.0), ["glcm_Contrast"], backend="pyradiomics")
+    np.testing.assert_array_equal(maps[2], one[0])

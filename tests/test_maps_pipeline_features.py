@@ -24,11 +24,12 @@ def test_names_are_pyradiomics_defaults_minus_the_three_documented_exclusions():
     assert set(EXCLUDED) == {"firstorder_TotalEnergy", "glcm_SumAverage", "glcm_MCC"}
 
 
-def test_resolve_classes_names_and_comma_strings_in_canonical_order():
+def test_resolve_classes_names_and_comma_strings_in_requested_order():
     assert resolve_features(None) == FEATURE_NAMES
     sel = resolve_features("ngtdm,firstorder_Mean")
-    assert sel == ["firstorder_Mean"] + [f"ngtdm_{f}" for f in FEATURE_CLASSES["ngtdm"]]
-    assert resolve_features(["glcm_Idm", "glcm_Idm"]) == ["glcm_Idm"]
+    assert sel == [f"ngtdm_{f}" for f in FEATURE_CLASSES["ngtdm"]] + ["firstorder_Mean"]
+    assert resolve_features(["glcm_Idm", "firstorder_Mean", "glcm_Idm"]) == ["glcm_Idm",
+                                                                          "firstorder_Mean"]
 
 
 def test_unknown_feature_error_lists_close_matches():

@@ -47,7 +47,7 @@ def compute_maps(image, mask, spacing, features: str | Iterable[str] | None = No
 
     Returns:
         (maps, names): (F, z, y, x) float array (float64 from PyRadiomics; the settings' dtype
-        from torch), NaN outside the ROI, names in canonical order.
+        from torch), NaN outside the ROI, names in the requested order.
     """
     settings = make_settings(settings, **setting_overrides)
     names = resolve_features(features)

@@ -78,10 +78,11 @@ def split_name(name: str) -> tuple[str, str]:
 
 
 def resolve_features(names_or_classes: str | Iterable[str] | None = None) -> list[str]:
-    """Expand a selection into feature names, in the canonical FEATURE_NAMES order.
+    """Expand a selection into feature names, in the order requested.
 
-    Accepts None (all 90), class names ("glcm"), full names ("glcm_Contrast"), or a mix; a single
-    string may be comma-separated ("firstorder,glcm_Idm"). Duplicates are dropped.
+    Accepts None (all 90, in FEATURE_NAMES order), class names ("glcm", expanded in place in the
+    class's order), full names ("glcm_Contrast"), or a mix; a single string may be
+    comma-separated ("firstorder,glcm_Idm"). Later duplicates are dropped.
 
     Raises:
         InputError: for an unknown name, listing the closest valid names.
@@ -95,12 +96,12 @@ def resolve_features(names_or_classes: str | Iterable[str] | None = None) -> lis
     if not items:
         raise InputError("no features selected",
                          fix="pass class names (e.g. 'glcm') or names such as 'glcm_Contrast'")
-    wanted: set[str] = set()
+    wanted: dict[str, None] = {}  # insertion-ordered set
     for item in items:
         if item in FEATURE_CLASSES:
-            wanted.update(f"{item}_{f}" for f in FEATURE_CLASSES[item])
+            wanted.update((f"{item}_{f}", None) for f in FEATURE_CLASSES[item])
         elif item in FEATURE_NAMES:
-            wanted.add(item)
+            wanted[item] = None
         else:
             close = difflib.get_close_matches(item, FEATURE_NAMES + list(FEATURE_CLASSES), n=5,
                                               cutoff=0.5)
@@ -110,7 +111,7 @@ def resolve_features(names_or_classes: str | Iterable[str] | None = None) -> lis
                 fix=(f"did you mean {', '.join(close)}?" if close else
                      f"use one of the classes {', '.join(FEATURE_CLASSES)} or a name listed in "
                      "voxelmaps.features.FEATURE_NAMES"))
-    return [n for n in FEATURE_NAMES if n in wanted]
+    return list(wanted)
 
 
 def by_class(names: Iterable[str]) -> dict[str, list[str]]:
