@@ -213,3 +213,27 @@ def test_batch_records_exclusions_and_goes_on(phantom, tmp_path, ct_copy, capsys
     from voxsurv.manifest import load_manifest
     df = load_manifest(out / "converted.csv")
     assert Path(df.loc[0, "mask"]) == (out / "good" / "mask.nii.gz").resolve()
+
+
+def test_dicom_seg_input_matches_reference(phantom, tmp_path):
+    """A DICOM SEG made (highdicom) from the phantom's CT + reference mask converts back exactly."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    cts = sorted((pydicom.dcmread(f) for f in (phantom / "dicom/image").iterdir()),
+                 key=lambda d: float(d.ImagePositionPatient[2]))
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(phantom / "nifti/mask/mask.nii.gz")))  # z ascending
+    desc = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="GTV-1", segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Neoplasm, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+    seg = hd.seg.Segmentation(
+        source_images=cts, pixel_array=ref.astype(np.uint8), segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[desc], series_instance_uid=hd.UID(), series_number=100, sop_instance_uid=hd.UID(),
+        instance_number=1, manufacturer="voxsurv-test", manufacturer_model_name="test", software_versions="0",
+        device_serial_number="0")
+    seg.save_as(tmp_path / "seg.dcm")
+    res = convert_patient(phantom / "dicom/image", None, "gtv", tmp_path / "out", seg=tmp_path / "seg.dcm")
+    assert res.roi_name == "GTV-1"
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(res.mask_path))), ref)
+    with pytest.raises(InputError, match=r"^patient p5: no segment matches 'heart' \(segments present: 'GTV-1'\)"):
+        convert_patient(phantom / "dicom/image", None, "heart", tmp_path / "o2", patient_id="p5", seg=tmp_path / "seg.dcm")

@@ -6,14 +6,15 @@ from __future__ import annotations
 def register(sub) -> None:
     p = sub.add_parser("convert", help="DICOM CT + RTSTRUCT -> NIfTI image (int16 HU) + tumour mask (uint8)",
                        description="Convert one patient (--ct-dir, --rtstruct, --roi, --out-dir) or many "
-                                   "(--manifest CSV with patient_id, ct_dir, rtstruct[, roi]; bad patients "
+                                   "(--manifest CSV with patient_id, ct_dir, rtstruct or seg[, roi]; bad patients "
                                    "go to OUT/exclusions.csv and the run goes on).")
     p.add_argument("--ct-dir", help="folder with the CT series (other files/series are ignored)")
     p.add_argument("--rtstruct", help="RTSTRUCT file")
+    p.add_argument("--seg", help="DICOM SEG file instead of --rtstruct (segment label matched by --roi)")
     p.add_argument("--roi", help="ROI name pattern: case-insensitive regular expression, e.g. GTV")
     p.add_argument("--out-dir", required=True, help="output folder (batch: one sub-folder per patient)")
     p.add_argument("--patient-id", help="patient id used in messages (single mode)")
-    p.add_argument("--manifest", help="batch mode: CSV with patient_id, ct_dir, rtstruct[, roi] "
+    p.add_argument("--manifest", help="batch mode: CSV with patient_id, ct_dir, rtstruct or seg[, roi] "
                                       "(paths relative to the CSV); other columns are copied to OUT/converted.csv")
     p.set_defaults(handler=run)
 
@@ -32,10 +33,11 @@ def run(args) -> int:
             for msg in excluded["message"]:
                 print(f"  excluded: {msg}", file=sys.stderr)
             return 0 if len(converted) else 1
-        if not (args.ct_dir and args.rtstruct and args.roi):
-            print("voxsurv convert: give --ct-dir, --rtstruct and --roi (or --manifest)", file=sys.stderr)
+        if not (args.ct_dir and args.roi and (bool(args.rtstruct) != bool(args.seg))):
+            print("voxsurv convert: give --ct-dir, --roi and one of --rtstruct/--seg (or --manifest)", file=sys.stderr)
             return 2
-        res = convert_patient(args.ct_dir, args.rtstruct, args.roi, args.out_dir, patient_id=args.patient_id)
+        res = convert_patient(args.ct_dir, args.rtstruct, args.roi, args.out_dir, patient_id=args.patient_id,
+                              seg=args.seg)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
