@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("convert", help="DICOM CT + RTSTRUCT -> NIfTI image (int16 HU) + tumour mask (uint8)",
+    p = sub.add_parser("convert", help="DICOM CT + RTSTRUCT (or SEG) -> NIfTI image (int16 HU) + tumour mask (uint8)",
                        description="Convert one patient (--ct-dir, --rtstruct, --roi, --out-dir) or many "
                                    "(--manifest CSV with patient_id, ct_dir, rtstruct or seg[, roi]; bad patients "
                                    "go to OUT/exclusions.csv and the run goes on).")
