@@ -1,0 +1,58 @@
+"""Pieces the inference bundle's own `monai.bundle run` workflow calls: the datalist of a folder
+and an Ignite handler writing one predictions row per patient. (`voxsurv predict` does more:
+Grad-CAM, overlays, per-patient reports and exclusions; see voxsurv.inference.predictor.)"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_COLUMNS = ("patient_id", "risk", "tier", "s_365", "s_730", "s_1095")
+
+
+def bundle_datalist(dataset_dir: str) -> list[dict]:
+    """``[{"image", "mask", "patient_id"}]`` from ``dataset_dir/manifest.csv`` (columns patient_id,
+    image, mask; paths relative to the CSV). An empty list when there is no manifest, so the
+    config still parses (MONAI Label, verify_net_in_out, check_properties read it)."""
+    from voxsurv.inference.predictor import read_prediction_manifest
+
+    path = Path(dataset_dir) / "manifest.csv"
+    if not path.is_file():
+        return []
+    rows = read_prediction_manifest(path)
+    return [{"image": r["image"], "mask": r["mask"], "patient_id": r["patient_id"]} for r in rows
+            if r.get("image") and r.get("mask")]
+
+
+class PredictionsWriter:
+    """Ignite handler: after each iteration (one patient) keep patient_id, risk, tier and S(t);
+    at the end write ``output_dir/predictions.csv``."""
+
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = Path(output_dir)
+        self.rows: list[dict] = []
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
+        engine.add_event_handler(Events.COMPLETED, self.write)
+
+    def collect(self, engine) -> None:
+        out, batch = engine.state.output, engine.state.batch
+        pid = batch.get("patient_id") if isinstance(batch, dict) else None
+        pid = pid[0] if isinstance(pid, (list, tuple)) else pid
+        row = {"patient_id": pid, "risk": out["risk"], "tier": out["tier"]}
+        row.update(out.get("survival", {}))
+        self.rows.append(row)
+        logger.info("patient %s: risk %.4f (%s)", pid, row["risk"], row["tier"])
+
+    def write(self, engine) -> None:
+        import pandas as pd
+
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        path = self.output_dir / "predictions.csv"
+        pd.DataFrame(self.rows, columns=list(PREDICTION_COLUMNS)).to_csv(path, index=False)
+        logger.info("%d patient(s) -> %s", len(self.rows), path)

@@ -1,0 +1,393 @@
+"""Run the inference bundle on new patients: risk score, tier, S(t), Grad-CAM NIfTI on the input
+grid, PNG overlay and report.json per patient; a manifest run with a DataLoader whose workers do
+the preprocessing (load, resample, radiomics maps, slices) while the main process runs the network.
+
+The bundle's config is the single source of the pipeline: the predictor parses its
+``preprocessing``, ``network_def`` and ``postprocessing`` (MONAI ConfigParser) and adds only
+what a report needs around them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from voxsurv.errors import InputError
+from voxsurv.inference.bundle_info import REPORT_TIMES_DAYS, InferenceInfo, sha256_file, sha256_files
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE, CAM_FILE, OVERLAY_FILE = "report.json", "gradcam.nii.gz", "overlay.png"
+EXCLUSION_COLUMNS = ("patient_id", "problem", "path", "fix", "message")
+PREDICTION_COLUMNS = ("patient_id", "risk", "tier", *(f"s_{t}" for t in REPORT_TIMES_DAYS))
+
+# DICOM UIDs are dot-separated digit groups (PS3.5 9.1); four or more groups never occur in our
+# own numbers (spacings, versions), so this keeps them out of logs, reports and exclusion lists.
+_UID = re.compile(r"(?<![\w.])\d+(?:\.\d+){3,}(?![\w.])")
+
+
+def redact(text: str) -> str:
+    """``text`` with anything shaped like a DICOM UID replaced by ``<UID>``."""
+    return _UID.sub("<UID>", str(text))
+
+
+class RedactingFilter(logging.Filter):
+    """Logging filter that redacts DICOM UIDs from every record (installed by ``voxsurv predict``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        clean = redact(msg)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        return True
+
+
+def _input_error_in(exc: BaseException) -> InputError | None:
+    from voxsurv.training.dataset import _input_error_in as find
+
+    return find(exc)
+
+
+def _safe_name(patient_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", patient_id).strip("._") or "patient"
+
+
+def read_prediction_manifest(path: str | Path) -> list[dict]:
+    """Rows of a prediction manifest: ``patient_id`` and either ``image, mask`` (NIfTI/NRRD) or
+    ``ct_dir, rtstruct`` (+ ``roi`` per row or ``--roi``); paths relative to the CSV become absolute.
+    Survival columns are not needed. A missing column is an error for the whole file; problems of
+    single rows are left to the run, which records them and goes on."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("manifest not found", path=str(path), fix="check --manifest")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    table.columns = [str(c).strip() for c in table.columns]
+    has_nifti = {"image", "mask"} <= set(table.columns)
+    has_dicom = {"ct_dir", "rtstruct"} <= set(table.columns)
+    if "patient_id" not in table.columns or not (has_nifti or has_dicom):
+        raise InputError(f"manifest columns {list(table.columns)} lack patient_id and image+mask (or "
+                         "ct_dir+rtstruct)", path=str(path),
+                         fix="columns: patient_id, image, mask (or patient_id, ct_dir, rtstruct, roi)")
+    base = path.resolve().parent
+    rows = []
+    for rec in table.to_dict("records"):
+        row = {k: str(v).strip() for k, v in rec.items()}
+        for col in ("image", "mask", "ct_dir", "rtstruct"):
+            if row.get(col):
+                p = Path(row[col])
+                row[col] = str(p if p.is_absolute() else (base / p).resolve())
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class PreparedPatient:
+    """One patient after preprocessing (what a DataLoader worker hands to the main process)."""
+
+    patient_id: str
+    image_path: str | None = None
+    mask_path: str | None = None
+    inputs: dict | None = None
+    slices: list | None = None
+    seconds: float = 0.0
+    error: dict | None = None
+
+
+class RiskPredictor:
+    """The inference bundle, loaded once, applied to patients.
+
+    Args:
+        bundle: the bundle folder (``configs/inference.yaml``, ``models/model.pt``,
+            ``models/inference_info.json``).
+        checkpoint: other weights to run through the same bundle (e.g. the pre-trained source
+            model); the tier cut-offs and Breslow baseline stay the bundle's, and the report says
+            they were fitted for other weights.
+        device: torch device for the network.
+        roi: ROI name pattern for DICOM inputs without their own.
+    """
+
+    def __init__(self, bundle: str | Path, checkpoint: str | Path | None = None, device: str = "cpu",
+                 roi: str | None = None) -> None:
+        from monai.bundle import ConfigParser
+
+        self.bundle = Path(bundle).resolve()
+        config = self.bundle / "configs" / "inference.yaml"
+        if not config.is_file():
+            raise InputError("not an inference bundle (configs/inference.yaml missing)", path=str(self.bundle),
+                             fix="pass --bundle bundles/inference")
+        parser = ConfigParser()
+        parser.read_config(str(config))
+        meta = self.bundle / "configs" / "metadata.json"
+        if meta.is_file():
+            parser.read_meta(str(meta))
+        parser["bundle_root"] = str(self.bundle)
+        parser["device"] = f"$torch.device('{device}')"
+        parser["dataset_dir"] = str(self.bundle)  # no datalist needed here
+        self.parser = parser
+        self.info: InferenceInfo = parser.get_parsed_content("info")
+        self.preprocessing = parser.get_parsed_content("preprocessing")
+        self.postprocessing = parser.get_parsed_content("postprocessing")
+        self.device = torch.device(device)
+        self.network = parser.get_parsed_content("network_def").to(self.device)
+        bundle_weights = self.bundle / "models" / "model.pt"
+        weights = Path(checkpoint) if checkpoint else bundle_weights
+        self.weights_sha256 = self._load_weights(weights)
+        self.weights_path = weights
+        self.calibrated = self.weights_sha256 == self.info.weights_sha256
+        if not self.calibrated:
+            logger.warning("weights %s (sha256 %s) are not the ones the bundle's tier cut-offs and Breslow "
+                           "baseline were fitted with (%s): tiers and S(t) are reported but do not apply",
+                           weights.name, self.weights_sha256[:12], self.info.weights_sha256[:12])
+        self.version = str(parser.get("_meta_", {}).get("version", self.info.model_version))
+        self.roi = roi
+        self.network.eval()
+
+    # ---- weights ----
+    def _load_weights(self, path: Path) -> str:
+        if not path.is_file():
+            raise InputError("weights file not found", path=str(path),
+                             fix="package the bundle (python -m voxsurv.inference.packaging) or check --checkpoint")
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+            state = state["model"]  # full-state checkpoints (model + optimizer + trainer)
+        try:
+            self.network.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise InputError(f"weights do not fit the bundle's network ({str(exc).splitlines()[0]})", path=str(path),
+                             fix="use a checkpoint of the same architecture (see models/inference_info.json)") from exc
+        return sha256_file(path)
+
+    # ---- step 1: files -> slices (DataLoader workers run this) ----
+    def prepare(self, record: dict, work_dir: str | Path) -> PreparedPatient:
+        """Check and preprocess one patient; InputError for bad input (converted to an error record
+        by :meth:`prepare_safely`)."""
+        from voxsurv.ingest.volumes import check_image_mask
+
+        pid = record.get("patient_id") or "anonymous"
+        start = time.perf_counter()
+        if record.get("ct_dir") or record.get("rtstruct"):
+            image_path, mask_path, inputs = self._convert_dicom(record, pid, Path(work_dir))
+        else:
+            if not (record.get("image") and record.get("mask")):
+                raise InputError("give an image and a mask (or a CT folder + RTSTRUCT)", pid)
+            image_path, mask_path = record["image"], record["mask"]
+            check_image_mask(image_path, mask_path, pid)
+            inputs = {"image": {"file": Path(image_path).name, "sha256": sha256_file(image_path)},
+                      "mask": {"file": Path(mask_path).name, "sha256": sha256_file(mask_path)}}
+        try:
+            slices = self.preprocessing({"image": image_path, "mask": mask_path, "patient_id": pid})
+        except Exception as exc:  # noqa: BLE001 - Compose wraps errors; only InputError is bad input
+            err = _input_error_in(exc)
+            if err is None:
+                raise
+            raise err.with_patient(pid) from None
+        if isinstance(slices, dict):
+            slices = [slices]
+        # keep what inference needs; drop the (large) maps crops
+        slices = [{"image": s["image"].as_tensor() if hasattr(s["image"], "as_tensor") else s["image"],
+                   "mask": s["mask"], "slice_index": int(s["slice_index"]), "z_mm": float(s["z_mm"]),
+                   "tumour_area_mm2": float(s["mask"].meta.get("tumour_area_mm2", float("nan")))}
+                  for s in slices]
+        return PreparedPatient(pid, str(image_path), str(mask_path), inputs, slices, time.perf_counter() - start)
+
+    def _convert_dicom(self, record: dict, pid: str, work_dir: Path):
+        from voxsurv.ingest.convert import convert_patient
+
+        ct_dir, rtstruct = record.get("ct_dir"), record.get("rtstruct")
+        roi = record.get("roi") or self.roi
+        if not (ct_dir and rtstruct and roi):
+            raise InputError("DICOM input needs a CT folder, an RTSTRUCT and an ROI name", pid,
+                             fix="give --ct-dir, --rtstruct and --roi (or the manifest columns ct_dir, rtstruct, roi)")
+        res = convert_patient(ct_dir, rtstruct, roi, work_dir / "input", patient_id=pid)
+        files = [p for p in Path(ct_dir).rglob("*") if p.is_file()]
+        inputs = {"ct_series": {"files": len(files), "sha256": sha256_files(files)},
+                  "rtstruct": {"sha256": sha256_file(rtstruct)}, "roi": res.roi_name,
+                  "converted_image_sha256": sha256_file(res.image_path)}
+        return str(res.image_path), str(res.mask_path), inputs
+
+    def prepare_safely(self, record: dict, work_dir: str | Path) -> PreparedPatient:
+        """:meth:`prepare` that never raises: bad input becomes ``PreparedPatient.error``."""
+        pid = record.get("patient_id") or "anonymous"
+        try:
+            return self.prepare(record, work_dir)
+        except InputError as err:
+            return PreparedPatient(pid, error={"patient_id": pid, "problem": redact(err.problem),
+                                               "path": Path(err.path).name if err.path else "",
+                                               "fix": err.fix or "", "message": redact(str(err))})
+        except Exception as exc:  # noqa: BLE001 - a batch run records unexpected failures too
+            logger.exception("patient %s: unexpected error", pid)
+            return PreparedPatient(pid, error={"patient_id": pid, "problem": f"unexpected {type(exc).__name__}",
+                                               "path": "", "fix": "report this", "message": redact(str(exc))})
+
+    # ---- step 2: slices -> risk, tier, S(t), Grad-CAM, files ----
+    def infer(self, prepared: PreparedPatient, out_dir: str | Path) -> dict:
+        """Network + post-processing + Grad-CAM for one prepared patient; writes report.json,
+        gradcam.nii.gz and overlay.png into ``out_dir`` and returns the report."""
+        import SimpleITK as sitk
+
+        from networks.gradcam import risk_attention_map
+        from voxsurv.inference.attention import attention_on_input_grid
+        from voxsurv.inference.overlay import input_slices_at, write_overlay
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        slices = prepared.slices
+        x = torch.stack([torch.as_tensor(s["image"]).float() for s in slices]).to(self.device)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            pred = self.network(x)
+        post = self.postprocessing({"pred": pred.cpu()})
+        t1 = time.perf_counter()
+        cams = risk_attention_map(self.network, x, normalise=False).cpu()
+        t2 = time.perf_counter()
+        ct = sitk.ReadImage(prepared.image_path)
+        mask = sitk.ReadImage(prepared.mask_path)
+        cam = attention_on_input_grid(cams, [s["mask"] for s in slices], ct)
+        sitk.WriteImage(cam, str(out_dir / CAM_FILE), useCompression=True)
+        shown = input_slices_at(ct, [s["z_mm"] for s in slices])
+        surv = post["survival"]
+        title = (f"patient {prepared.patient_id}: risk {post['risk']:.3f} ({post['tier']});  "
+                 + ",  ".join(f"S({t // 365}y) " + ("n/a" if surv[f's_{t}'] is None else f"{surv[f's_{t}']:.2f}")
+                              for t in REPORT_TIMES_DAYS))
+        write_overlay(out_dir / OVERLAY_FILE, ct, mask, cam, shown, title=title)
+        t3 = time.perf_counter()
+        report = self._report(prepared, post, shown, {"preprocessing_and_maps": prepared.seconds,
+                                                      "network": t1 - t0, "gradcam": t2 - t1,
+                                                      "writing_outputs": t3 - t2})
+        (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=1))
+        logger.info("patient %s: risk %.4f (%s) from %d slices in %.1f s -> %s", prepared.patient_id, post["risk"],
+                    post["tier"], len(slices), report["timing_s"]["total"], out_dir)
+        return report
+
+    def _report(self, prepared: PreparedPatient, post: dict, shown: list[int], timing: dict) -> dict:
+        import voxsurv
+
+        info = self.info
+        surv = post["survival"]
+        missing = [k for k, v in surv.items() if v is None]
+        timing = {k: round(v, 3) for k, v in timing.items()}
+        timing["total"] = round(sum(timing.values()), 3)
+        return {
+            "patient_id": prepared.patient_id,
+            "risk": post["risk"],
+            "risk_definition": "log relative hazard (Cox), mean of the tumour slices' network outputs; "
+                               "higher = shorter expected survival",
+            "tier": post["tier"],
+            "tier_cutoffs": post["tier_cutoffs"],
+            "tier_method": info.tier_method,
+            "survival": surv,
+            "survival_method": "S(t) = exp(-H0(t) exp(risk)), H0 = Breslow baseline of the training cohort "
+                               "(step function); t in days",
+            "survival_note": (f"{', '.join(missing)}: beyond the training cohort's follow-up "
+                              f"({info.baseline['last_follow_up']:g} days), not estimable") if missing else "",
+            "calibration_applies": self.calibrated,
+            "calibration_note": "" if self.calibrated else
+            "tier cut-offs and baseline were fitted for the bundle's weights, not these: shown for reference only",
+            "slices": [{"slice_index_resampled": s["slice_index"], "z_mm": round(s["z_mm"], 3),
+                        "tumour_area_mm2": round(s["tumour_area_mm2"], 2), "risk": r}
+                       for s, r in zip(prepared.slices, post["slice_risks"])],
+            "n_slices": len(prepared.slices),
+            "overlay_input_slices": shown,
+            "model": {"version": self.version, "weights": self.weights_path.name,
+                      "weights_sha256": self.weights_sha256, "bundle_weights_sha256": info.weights_sha256,
+                      "features": info.features, "provenance": info.provenance},
+            "preprocessing": info.preprocessing,
+            "inputs": prepared.inputs,
+            "outputs": {"gradcam_nifti": CAM_FILE, "overlay_png": OVERLAY_FILE,
+                        "gradcam_note": "Grad-CAM of the risk on stem.conv2, positive part, divided by the "
+                                        "patient's maximum; on the input CT's grid"},
+            "timing_s": timing,
+            "voxsurv_version": getattr(voxsurv, "__version__", "unknown"),
+            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "intended_use": "Research only; not for clinical decisions.",
+        }
+
+    # ---- one patient / many ----
+    def predict(self, record: dict, out_dir: str | Path) -> dict:
+        """One patient; raises InputError for bad input."""
+        prepared = self.prepare(record, out_dir)
+        return self.infer(prepared, out_dir)
+
+    def predict_manifest(self, manifest: str | Path, out_dir: str | Path, num_workers: int = 2):
+        """Every patient of a manifest into ``out_dir/<patient_id>/``; ``predictions.csv`` and
+        ``exclusions.csv`` in ``out_dir``. Bad patients are recorded and the run goes on.
+        Returns (predictions, exclusions) tables."""
+        import pandas as pd
+        from torch.utils.data import DataLoader
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rows = read_prediction_manifest(manifest)
+        excluded, done, seen = [], [], set()
+        todo = []
+        for i, row in enumerate(rows, start=1):
+            pid = row.get("patient_id", "")
+            if not pid:
+                excluded.append({"patient_id": "", "problem": f"row {i}: patient_id is empty", "path": "",
+                                 "fix": "fill patient_id", "message": f"row {i}: patient_id is empty"})
+            elif _safe_name(pid) in seen:
+                excluded.append({"patient_id": pid, "problem": "duplicate patient_id", "path": "",
+                                 "fix": "make patient ids unique", "message": f"patient {pid}: duplicate patient_id"})
+            else:
+                seen.add(_safe_name(pid))
+                todo.append(row)
+        dataset = _PreparingDataset(self, todo, out_dir)
+        workers = max(0, min(int(num_workers), len(todo)))
+        loader = DataLoader(dataset, batch_size=1, num_workers=workers, collate_fn=_first,
+                            worker_init_fn=_one_thread if workers else None)
+        logger.info("predicting %d patient(s) (%d preprocessing worker(s))", len(todo), workers)
+        for n, prepared in enumerate(loader, start=1):
+            pid = prepared.patient_id
+            if prepared.error is None:
+                try:
+                    report = self.infer(prepared, out_dir / _safe_name(pid))
+                    done.append({"patient_id": pid, "risk": report["risk"], "tier": report["tier"],
+                                 **report["survival"]})
+                except InputError as err:
+                    prepared.error = {"patient_id": pid, "problem": redact(err.problem), "path": "",
+                                      "fix": err.fix or "", "message": redact(str(err))}
+            if prepared.error is not None:
+                logger.warning("[%d/%d] excluded: %s", n, len(todo), prepared.error["message"])
+                excluded.append(prepared.error)
+            else:
+                logger.info("[%d/%d] patient %s done", n, len(todo), pid)
+        predictions = pd.DataFrame(done, columns=list(PREDICTION_COLUMNS))
+        exclusions = pd.DataFrame(excluded, columns=list(EXCLUSION_COLUMNS))
+        predictions.to_csv(out_dir / "predictions.csv", index=False)
+        exclusions.to_csv(out_dir / "exclusions.csv", index=False)
+        logger.info("%d patient(s) predicted -> %s; %d excluded -> %s", len(predictions),
+                    out_dir / "predictions.csv", len(exclusions), out_dir / "exclusions.csv")
+        return predictions, exclusions
+
+
+class _PreparingDataset(torch.utils.data.Dataset):
+    """Preprocessing as a Dataset, so DataLoader workers compute maps for the next patients while
+    the main process runs the network on the current one."""
+
+    def __init__(self, predictor: RiskPredictor, rows: list[dict], out_dir: Path) -> None:
+        self.predictor, self.rows, self.out_dir = predictor, rows, out_dir
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> PreparedPatient:
+        row = self.rows[i]
+        return self.predictor.prepare_safely(row, self.out_dir / _safe_name(row.get("patient_id") or f"row{i}"))
+
+
+def _first(batch):
+    return batch[0]
+
+
+def _one_thread(_worker_id: int) -> None:
+    torch.set_num_threads(1)
