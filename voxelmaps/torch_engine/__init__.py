@@ -132,7 +132,9 @@ def compute_torch_maps(image, mask, spacing=(5.0, 1.0, 1.0), features=None, radi
                     result = mod.compute(patch_levels, ng, feats, **kwargs)
                 for feat in feats:
                     values_out[row[f"{family}_{feat}"], start:stop] = result[feat].to(dtype)
-    maps = torch.full((len(names),) + tuple(image.shape), float("nan"), dtype=dtype, device=device)
-    z, y, x = roi.coords.unbind(1)
-    maps[:, z, y, x] = values_out
-    return maps.cpu().numpy(), names
+    # Assemble on the host: the full-volume maps dominate memory (90 x volume x 8 bytes).
+    maps = np.full((len(names),) + tuple(image.shape), np.nan,
+                   dtype=np.float64 if dtype == torch.float64 else np.float32)
+    z, y, x = roi.coords.cpu().numpy().T
+    maps[:, z, y, x] = values_out.cpu().numpy()
+    return maps, names
