@@ -56,3 +56,33 @@ def make_tiny_bundle(root: Path, roi_size_mm: float = 64.0, **kwargs) -> Path:
     ft = make_finetune_output(root / "finetune", **kwargs)
     package(ft, bundle, preprocessing={"roi_size_mm": roi_size_mm})
     return bundle
+
+
+def write_synthetic_patient(folder: Path, name: str = "syn", seed: int = 0, empty_mask: bool = False,
+                            shift_mask_mm: float | None = None) -> tuple[Path, Path]:
+    """A small CT (HU, int16) with a textured spherical 'tumour' and its mask, as NIfTI.
+
+    ``empty_mask`` writes an all-zero mask; ``shift_mask_mm`` moves the mask's origin (a mask that
+    lies outside the image / on another grid)."""
+    import SimpleITK as sitk
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    shape = (16, 56, 56)  # z, y, x
+    spacing = (0.9, 0.9, 2.5)  # x, y, z mm
+    z, y, x = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    r = np.sqrt(((x - 28) * spacing[0]) ** 2 + ((y - 27) * spacing[1]) ** 2 + ((z - 8) * spacing[2]) ** 2)
+    tumour = r < 13.0
+    ct = np.where(tumour, 35 + 25 * rng.standard_normal(shape), -800 + 30 * rng.standard_normal(shape))
+    image = sitk.GetImageFromArray(ct.astype(np.int16))
+    image.SetSpacing(spacing)
+    image.SetOrigin((-25.0, -30.0, 100.0))
+    mask = sitk.GetImageFromArray((np.zeros(shape) if empty_mask else tumour).astype(np.uint8))
+    mask.CopyInformation(image)
+    if shift_mask_mm:
+        mask.SetOrigin(tuple(o + shift_mask_mm for o in image.GetOrigin()))
+    ip, mp = folder / f"{name}_ct.nii.gz", folder / f"{name}_gtv.nii.gz"
+    sitk.WriteImage(image, str(ip))
+    sitk.WriteImage(mask, str(mp))
+    return ip, mp
