@@ -90,6 +90,65 @@ def settings_hash(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def _to_portable(x):
+    """MetaTensor -> (numpy array, affine, meta subset): crosses process boundaries without
+    shared-memory file handles (hundreds of patients would exhaust them)."""
+    meta = getattr(x, "meta", {}) or {}
+    keep = {k: meta[k] for k in ("channel_names", "maps_settings", "filename_or_obj") if k in meta}
+    affine = getattr(x, "affine", None)
+    return (np.asarray(x.detach().cpu() if hasattr(x, "detach") else x),
+            None if affine is None else np.asarray(affine), keep)
+
+
+def _from_portable(p):
+    from monai.data import MetaTensor
+
+    arr, affine, meta = p
+    return MetaTensor(arr, affine=affine, meta=meta)
+
+
+class _Guarded:
+    """Map-style dataset calling fn(i); an InputError (also wrapped by MONAI) is returned, not
+    raised, so one bad patient does not stop a worker pool; anything else is re-raised."""
+
+    def __init__(self, fn, n):
+        self.fn, self.n = fn, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        try:
+            return i, self.fn(i)
+        except Exception as exc:  # noqa: BLE001
+            err = _input_error_in(exc)
+            if err is None:
+                raise
+            return i, InputError(err.problem, err.patient_id, err.path, err.fix)
+
+
+def _first(x):
+    return x
+
+
+def _parallel_map(fn, n, workers: int, what: str):
+    """Yield (i, fn(i) or InputError) for i < n, with `workers` processes (DataLoader), logging
+    progress about every 20%."""
+    import torch
+
+    guarded = _Guarded(fn, n)
+    if workers > 0 and n > 1:
+        it = iter(torch.utils.data.DataLoader(guarded, batch_size=None, shuffle=False, num_workers=min(workers, n),
+                                              collate_fn=_first))
+    else:
+        it = (guarded[i] for i in range(n))
+    start = time.time()
+    for done, item in enumerate(it, 1):
+        if done % max(1, n // 5) == 0 or done == n:
+            logger.info("  %d/%d %s (%.0f s)", done, n, what, time.time() - start)
+        yield item
+
+
 class SurvivalSlices:
     """Patients of one manifest as cached volumes and per-split lists of 2D slice samples.
 
@@ -110,6 +169,8 @@ class SurvivalSlices:
         slice_transform: callable turning one normalised patient dict into a list of slice dicts
             (the bundle passes TumourSlicesd + StackChannelsd + resize); see `patient_slices`.
         ct_key, maps_key, mask_key: dictionary keys.
+        min_events: fewer events than this in the training split stops with InputError.
+        workers: processes for preprocessing and slicing (0: in this process).
     """
 
     def __init__(self, manifest, volume_transform, slice_transform, ct_normalise, cache_dir, output_dir,
@@ -117,7 +178,7 @@ class SurvivalSlices:
                  test_split: str | None = None, fold: int | None = 0, n_folds: int = 5, seed: int = 0,
                  finetune_fraction: float = 0.2, map_statistics: str | None = None,
                  features: list[str] | None = None, ct_key: str = "image", maps_key: str = "maps",
-                 mask_key: str = "mask", min_events: int = 1) -> None:
+                 mask_key: str = "mask", min_events: int = 1, workers: int = 2) -> None:
         from voxsurv.manifest import load_manifest
 
         self.manifest_path = Path(manifest)
@@ -143,6 +204,7 @@ class SurvivalSlices:
                              "fine-tune fraction")
             print(f"[voxsurv] STOP before training: {err}", flush=True)
             raise err
+        self.workers = int(workers)
         self.cache_dir = Path(cache_dir)
         self._volumes: dict[int, dict] = {}
         self.excluded: list[dict] = []
@@ -188,33 +250,32 @@ class SurvivalSlices:
         from monai.data import PersistentDataset
 
         df = self.roles[role]
-        todo = [r for r in df.itertuples() if r.patient_number not in self._volumes
-                and r.patient_id not in {e["patient_id"] for e in self.excluded}]
+        excluded = {e["patient_id"] for e in self.excluded}
+        todo = [r for r in df.itertuples() if r.patient_number not in self._volumes and r.patient_id not in excluded]
         if not todo:
             return
         folder = self._cache_folder()
         items = [{self.ct_key: r.image, self.mask_key: r.mask, "patient_id": r.patient_id} for r in todo]
         ds = PersistentDataset(items, transform=self.volume_transform, cache_dir=folder)
-        start = time.time()
-        logger.info("preprocessing %d %s patients (load, resample, %d maps; cache %s)", len(todo), role,
-                    len(self.features), folder)
-        for i, r in enumerate(todo):
-            try:
-                d = ds[i]
-                if float(d[self.mask_key].sum()) <= 0:
-                    raise InputError("mask is empty after resampling", patient_id=r.patient_id, path=r.mask,
-                                     fix="check the contour (it must cover at least one voxel)")
-            except Exception as exc:  # noqa: BLE001 - only InputError is an exclusion, others re-raise
-                err = _input_error_in(exc)
-                if err is None:
-                    raise
-                err = err.with_patient(r.patient_id)
+        keys = (self.ct_key, self.mask_key, self.maps_key)
+
+        def load(i):
+            d = ds[i]
+            if float(d[self.mask_key].sum()) <= 0:
+                raise InputError("mask is empty after resampling", patient_id=todo[i].patient_id,
+                                 path=todo[i].mask, fix="check the contour (it must cover at least one voxel)")
+            return {k: _to_portable(d[k]) for k in keys}
+
+        logger.info("preprocessing %d %s patients (load, resample, %d maps; %d workers; cache %s)", len(todo),
+                    role, len(self.features), self.workers, folder)
+        for i, value in _parallel_map(load, len(todo), self.workers, f"{role} patients preprocessed"):
+            r = todo[i]
+            if isinstance(value, InputError):
+                err = value.with_patient(r.patient_id)
                 logger.warning("excluded: %s", err)
                 self.excluded.append({"patient_id": r.patient_id, "role": role, "problem": str(err)})
                 continue
-            self._volumes[r.patient_number] = {k: d[k] for k in (self.ct_key, self.mask_key, self.maps_key)}
-            if (i + 1) % max(1, len(todo) // 5) == 0 or i + 1 == len(todo):
-                logger.info("  %d/%d patients preprocessed (%.0f s)", i + 1, len(todo), time.time() - start)
+            self._volumes[r.patient_number] = {k: _from_portable(v) for k, v in value.items()}
         if self.excluded:
             import pandas as pd
 
@@ -257,16 +318,30 @@ class SurvivalSlices:
         stats = self.fit_statistics()
         self._load_volumes(role)
         normalise = NormaliseMapsd(keys=self.maps_key, statistics=stats, mask_key=self.mask_key)
+        rows = [r for r in self.roles[role].itertuples() if r.patient_number in self._volumes]
+
+        def cut(i):
+            r = rows[i]
+            d = normalise(self.ct_normalise({**self._volumes[r.patient_number], "patient_id": r.patient_id}))
+            return [(np.asarray(s["input"], dtype=np.float32), int(s.get("slice_index", -1)))
+                    for s in self.slice_transform(d)]
+
         out = []
-        for r in self.roles[role].itertuples():
-            vol = self._volumes.get(r.patient_number)
-            if vol is None:
+        for i, value in _parallel_map(cut, len(rows), self.workers, f"{role} patients sliced"):
+            r = rows[i]
+            if isinstance(value, InputError):
+                err = value.with_patient(r.patient_id)
+                logger.warning("excluded: %s", err)
+                self.excluded.append({"patient_id": r.patient_id, "role": role, "problem": str(err)})
                 continue
-            d = normalise(self.ct_normalise({**vol, "patient_id": r.patient_id}))
-            for s in self.slice_transform(d):
-                out.append({"image": torch.as_tensor(s["input"]).float(),
+            for arr, k in value:
+                out.append({"image": torch.from_numpy(arr),
                             "label": torch.tensor([r.time_days, r.event, r.patient_number], dtype=torch.float32),
-                            "patient_id": r.patient_id, "slice_index": int(s.get("slice_index", -1))})
+                            "patient_id": r.patient_id, "slice_index": k})
+        if self.excluded:
+            import pandas as pd
+
+            pd.DataFrame(self.excluded).to_csv(self.output_dir / "excluded_patients.csv", index=False)
         n_pat = len({s["patient_id"] for s in out})
         logger.info("%s: %d slices from %d patients", role, len(out), n_pat)
         if not out:
