@@ -35,6 +35,7 @@ __all__ = ["selective_scan", "selective_scan_ref", "SelectiveScanFunction", "def
 # Elements of one (chunk, batch, d_inner, d_state) working tensor; three of them (float32, ~2 MiB
 # each) stay within a shared last-level cache.
 _CHUNK_ELEMENTS = 1 << 19
+_LOG2E = 1.4426950408889634  # 1 / ln 2
 
 
 def default_chunk_size(batch: int, d_inner: int, d_state: int) -> int:
@@ -81,9 +82,13 @@ def _effective_delta(delta_tm, delta_bias, delta_softplus):
     return delta_tm
 
 
-def _chunk_terms(delta_c, u_c, A, B_c):
-    """exp(delta A) and delta B u for one chunk: (K, b, d, n) each."""
-    decay = torch.exp(delta_c.unsqueeze(-1) * A)
+def _chunk_terms(delta_c, u_c, A_log2e, B_c):
+    """exp(delta A) and delta B u for one chunk: (K, b, d, n) each.
+
+    exp(delta A) is computed as exp2(delta * A log2(e)), as mamba-ssm's CUDA kernel does: torch's
+    exp2 is ~2.5x faster than its exp on CPU and does not slow down ~10x where exp(delta A)
+    underflows (strongly decaying channels), at < 1e-6 relative cost in float32."""
+    decay = torch.exp2(delta_c.unsqueeze(-1) * A_log2e)
     drive = (delta_c * u_c).unsqueeze(-1) * B_c.unsqueeze(2)
     return decay, drive
 
@@ -102,15 +107,16 @@ def _forward_core(u_tm, delta_tm, A, B_tm, C_tm, chunk, keep_boundaries):
     the last (n_chunks - 1, b, d, n)."""
     length, b, d = u_tm.shape
     n = A.shape[1]
+    A_log2e = A * _LOG2E
     y = u_tm.new_empty(length, b, d)
     starts = list(range(0, length, chunk))
     boundaries = u_tm.new_empty(max(0, len(starts) - 1), b, d, n) if keep_boundaries else None
     h = None
     for i, s in enumerate(starts):
         e = min(s + chunk, length)
-        decay, states = _chunk_terms(delta_tm[s:e], u_tm[s:e], A, B_tm[s:e])
+        decay, states = _chunk_terms(delta_tm[s:e], u_tm[s:e], A_log2e, B_tm[s:e])
         _scan_chunk_inplace(decay, states, h)
-        y[s:e] = torch.matmul(states, C_tm[s:e].unsqueeze(-1)).squeeze(-1)
+        torch.sum(states * C_tm[s:e].unsqueeze(2), -1, out=y[s:e])  # faster than a batched gemv
         h = states[-1]
         if keep_boundaries and i < len(starts) - 1:
             boundaries[i].copy_(h)
@@ -120,16 +126,17 @@ def _forward_core(u_tm, delta_tm, A, B_tm, C_tm, chunk, keep_boundaries):
 def _forward_traceable(u_tm, delta_tm, A, B_tm, C_tm, chunk):
     """Same arithmetic without in-place writes, so ``torch.jit.trace`` records a pure graph."""
     length = u_tm.shape[0]
+    A_log2e = A * _LOG2E
     ys = []
     h = None
     for s in range(0, length, chunk):
         e = min(s + chunk, length)
-        decay, drive = _chunk_terms(delta_tm[s:e], u_tm[s:e], A, B_tm[s:e])
+        decay, drive = _chunk_terms(delta_tm[s:e], u_tm[s:e], A_log2e, B_tm[s:e])
         states = []
         for k in range(e - s):
             h = drive[k] if h is None else torch.addcmul(drive[k], decay[k], h)
             states.append(h)
-        ys.append(torch.matmul(torch.stack(states), C_tm[s:e].unsqueeze(-1)).squeeze(-1))
+        ys.append((torch.stack(states) * C_tm[s:e].unsqueeze(2)).sum(-1))
     return torch.cat(ys)
 
 
@@ -184,6 +191,7 @@ class SelectiveScanFunction(torch.autograd.Function):
         dB = torch.empty_like(B_tm)
         dC = torch.empty_like(C_tm)
         dA = torch.zeros_like(A)
+        A_log2e = A * _LOG2E
         starts = list(range(0, length, chunk))
         carry = None  # exp(delta_{t+1} A) * g_{t+1} entering the chunk from the right
         for i in range(len(starts) - 1, -1, -1):
@@ -191,7 +199,7 @@ class SelectiveScanFunction(torch.autograd.Function):
             e = min(s + chunk, length)
             h0 = boundaries[i - 1] if i > 0 else None
             dlt, u_c, B_c = delta_tm[s:e], u_tm[s:e], B_tm[s:e]
-            decay, states = _chunk_terms(dlt, u_c, A, B_c)
+            decay, states = _chunk_terms(dlt, u_c, A_log2e, B_c)
             _scan_chunk_inplace(decay, states, h0)
             dy_c = dy[s:e]
             # contractions as batched matmuls over (chunk, batch): no transposed copies
@@ -212,7 +220,7 @@ class SelectiveScanFunction(torch.autograd.Function):
                 w[0].zero_()
             ddelta_c = (w * A).sum(-1)
             dA += (w * dlt.unsqueeze(-1)).sum((0, 1))
-            gB = torch.matmul(g, B_c.unsqueeze(-1)).squeeze(-1)
+            gB = (g * B_c.unsqueeze(2)).sum(-1)
             ddelta_c.addcmul_(gB, u_c)
             du[s:e].addcmul_(gB, dlt)
             dB[s:e] = torch.matmul((dlt * u_c).unsqueeze(-2), g).squeeze(-2)
