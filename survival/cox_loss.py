@@ -44,7 +44,7 @@ def _check(risk: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch
         raise ValueError("label times must be finite (no NaN/inf survival times)")
     if not ((event == 0) | (event == 1)).all():
         raise ValueError("label events must be 0 (censored) or 1 (event)")
-    return risk, time.to(risk.dtype), event.to(torch.bool)
+    return risk, time, event.to(torch.bool)  # times keep their dtype: no spurious float32 ties
 
 
 def cox_partial_log_likelihood(risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor,
