@@ -10,6 +10,10 @@ be identical.
 
     python scripts/bench_maps.py --json bench_maps.json
     python scripts/bench_maps.py --json out.json --features glcm,glrlm --repeats 5
+    # for a machine without SimpleITK/PyRadiomics (scripts/device_check_maps.sh):
+    python scripts/bench_maps.py --export-phantom .device_data/maps/phantom_1x1x5.npz
+    python scripts/bench_maps.py --json out.json --phantom-npz .device_data/maps/phantom_1x1x5.npz \
+        --no-pyradiomics --pyradiomics-seconds 33.1
 
 Engines: pyradiomics (the reference, 1 run); torch on CPU with 1 thread and with all threads, in
 float64 and float32; torch on CUDA (float64, float32) when a GPU is present; flash-radiomics is
@@ -52,6 +56,19 @@ def load_phantom(root: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float
     arr = sitk.GetArrayFromImage(resample(image, sitk.sitkLinear)).astype(np.float64)
     roi = sitk.GetArrayFromImage(resample(mask, sitk.sitkNearestNeighbor)) > 0
     return np.clip(arr, *WINDOW), roi, SPACING_XYZ[::-1]
+
+
+def export_phantom(root: Path, path: Path) -> None:
+    """Save the resampled, clipped phantom (float32 values are exact: the resampler's output)."""
+    image, mask, spacing = load_phantom(root)
+    assert np.array_equal(image.astype(np.float32).astype(np.float64), image)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, image=image.astype(np.float32), mask=mask, spacing=np.array(spacing))
+
+
+def load_phantom_npz(path: Path):
+    data = np.load(path)
+    return data["image"].astype(np.float64), data["mask"].astype(bool), tuple(data["spacing"])
 
 
 def _peak_rss_mb() -> float:
@@ -126,7 +143,7 @@ def agreement(maps: np.ndarray, ref: np.ndarray, names: list[str], mask: np.ndar
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", required=True, type=Path, help="where to write the results")
+    parser.add_argument("--json", type=Path, help="where to write the results (required unless --export-phantom)")
     parser.add_argument("--phantom", type=Path, default=DEFAULT_PHANTOM,
                         help="IBSI CT phantom NIfTI folder (image/phantom.nii.gz, mask/mask.nii.gz)")
     parser.add_argument("--features", default=None,
@@ -135,14 +152,30 @@ def main(argv=None) -> int:
     parser.add_argument("--no-pyradiomics", action="store_true",
                         help="skip the reference (no speedup or agreement then)")
     parser.add_argument("--no-float32", action="store_true")
+    parser.add_argument("--phantom-npz", type=Path, default=None,
+                        help="read the resampled phantom from --export-phantom's file instead")
+    parser.add_argument("--export-phantom", type=Path, default=None,
+                        help="write the resampled, clipped phantom to this .npz and stop")
+    parser.add_argument("--pyradiomics-seconds", type=float, default=None,
+                        help="with --no-pyradiomics: PyRadiomics time measured elsewhere, for "
+                             "speedups reported as 'speedup_vs_pyradiomics_elsewhere'")
     args = parser.parse_args(argv)
+    if args.export_phantom:
+        export_phantom(args.phantom, args.export_phantom)
+        print(f"wrote {args.export_phantom}", file=sys.stderr)
+        return 0
+    if args.json is None:
+        parser.error("--json is required")
 
     import torch
 
     from voxelmaps.features import resolve_features
 
     names = resolve_features(args.features)
-    image, mask, spacing = load_phantom(args.phantom)
+    if args.phantom_npz:
+        image, mask, spacing = load_phantom_npz(args.phantom_npz)
+    else:
+        image, mask, spacing = load_phantom(args.phantom)
     n_threads = os.cpu_count() or 1
     specs = []
     if not args.no_pyradiomics:
@@ -172,7 +205,7 @@ def main(argv=None) -> int:
         "flash_radiomics": ("installed; not timed (no voxel-map call wired here)"
                             if importlib.util.find_spec("flash_radiomics") else "not installed"),
     }
-    reference = None
+    reference = torch_reference = None
     with tempfile.TemporaryDirectory() as workdir:
         for spec in specs:
             print(f"running {spec['name']} ...", file=sys.stderr, flush=True)
@@ -190,10 +223,21 @@ def main(argv=None) -> int:
                 reference = maps
             elif reference is not None:
                 report["agreement"][spec["name"]] = agreement(maps, reference, names, mask)
+            elif spec["name"] == "torch_cpu_1thread_float64":
+                # No PyRadiomics here: compare the other configurations (CUDA, float32) with this.
+                torch_reference = maps
+            if reference is None and spec["name"] != "torch_cpu_1thread_float64" and torch_reference is not None:
+                report.setdefault("agreement_vs_torch_cpu_float64", {})[spec["name"]] = {
+                    k: v for k, v in agreement(maps, torch_reference, names, mask).items()
+                    if k != "per_map"}
     pyr = report["seconds"].get("pyradiomics")
     if pyr:
         report["speedup_vs_pyradiomics"] = {k: round(pyr / v, 1) for k, v in report["seconds"].items()
                                             if k != "pyradiomics"}
+    if not pyr and args.pyradiomics_seconds:
+        report["pyradiomics_seconds_elsewhere"] = args.pyradiomics_seconds
+        report["speedup_vs_pyradiomics_elsewhere"] = {
+            k: round(args.pyradiomics_seconds / v, 1) for k, v in report["seconds"].items()}
     if report["agreement"]:
         report["max_diff_over_range"] = max(a["max_diff_over_range"] for a in report["agreement"].values())
         worst = max(report["agreement"].items(), key=lambda kv: kv[1]["max_diff_over_range"])
@@ -203,7 +247,9 @@ def main(argv=None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1))
     summary = {k: report[k] for k in ("voxels", "features", "seconds", "cpu_seconds",
-                                      "speedup_vs_pyradiomics", "peak_rss_mb") if k in report}
+                                      "speedup_vs_pyradiomics", "speedup_vs_pyradiomics_elsewhere",
+                                      "peak_rss_mb", "agreement_vs_torch_cpu_float64")
+               if k in report}
     summary["max_diff_over_range"] = report.get("max_diff_over_range")
     summary["worst_map"] = report.get("worst_map")
     print(json.dumps(summary, indent=1))

@@ -142,8 +142,10 @@ def compute(levels: torch.Tensor, n_levels: int, features, dtype: torch.dtype = 
 
     u = expect(s_, 1.0)  # mean row level = mean column level
     e_ij = expect(af * bf)
-    e_i2 = expect(af * af + bf * bf, 1.0)
-    sum_squares = (e_i2 - u * u).clamp(min=0)
+    # Centred sums (not E[i^2] - u^2): no cancellation, so float32 stays close too.
+    ca = (af - u[:, None]) * vf
+    cb = (bf - u[:, None]) * vf
+    sum_squares = expect(ca * ca + cb * cb, 1.0)
     rows_a = _count_equal(a, b, dtype=dtype)  # entries whose row level is a_p
     single = (rows_a * vf).amax(1) == t  # one grey level along the angle (a flat window)
 
@@ -164,7 +166,7 @@ def compute(levels: torch.Tensor, n_levels: int, features, dtype: torch.dtype = 
     if "Contrast" in want:
         per_angle("Contrast", expect(d2))
     if "Correlation" in want:
-        corr = (e_ij - u * u) / (sum_squares + _EPS)
+        corr = expect(ca * cb) / (sum_squares + _EPS)
         per_angle("Correlation", torch.where(single, torch.ones_like(corr), corr))
     if want & {"DifferenceAverage", "DifferenceVariance"}:
         e_d = expect(d_)
