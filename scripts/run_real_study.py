@@ -38,7 +38,7 @@ def main(argv=None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     s = StudySettings(seed=a.seed, device=a.device, workers=a.workers, smoke=a.smoke)
     if a.smoke:
-        s.bootstrap = 100
+        s.bootstrap = 50
     if a.bootstrap is not None:
         s.bootstrap = a.bootstrap
     if a.pretrain_epochs is not None:

@@ -31,10 +31,11 @@ def tumour_volume_ml(image_path: str, mask_path: str, patient_id: str) -> float:
     return n * float(np.prod(mask.GetSpacing())) / 1000.0
 
 
-def pyradiomics_whole_tumour(maps_file: str, bin_width: float = 25.0) -> dict[str, float]:
+def pyradiomics_whole_tumour(maps_file: str, bin_width: float = 25.0, classes=None) -> dict[str, float]:
     """PyRadiomics whole-ROI features (all default classes incl. 3D shape, original image) on the
     maps cache's preprocessed image: resampled to 1 x 1 x 5 mm, clipped to the maps' HU window,
-    bin width 25 HU: the same preprocessing as the voxel maps."""
+    bin width 25 HU: the same preprocessing as the voxel maps. `classes` limits the feature
+    classes (the smoke run uses first-order + shape only)."""
     import SimpleITK as sitk
     from radiomics import featureextractor
 
@@ -48,7 +49,12 @@ def pyradiomics_whole_tumour(maps_file: str, bin_width: float = 25.0) -> dict[st
     for im in (img, msk):
         im.SetSpacing(spacing_xyz)
     ext = featureextractor.RadiomicsFeatureExtractor(binWidth=bin_width, label=1, additionalInfo=False)
-    ext.enableAllFeatures()
+    if classes is None:
+        ext.enableAllFeatures()
+    else:
+        ext.disableAllFeatures()
+        for c in classes:
+            ext.enableFeatureClassByName(c)
     out = ext.execute(img, msk)
     return {k.replace("original_", ""): float(v) for k, v in out.items() if k.startswith("original_")}
 

@@ -73,7 +73,7 @@ class Study:
         split = read_split(split_file)
         if settings.smoke:  # a few patients per role, the same roles as the split file
             parts = []
-            for role, n in (("source", 14), ("finetune", 8), ("test", 10)):
+            for role, n in (("source", 10), ("finetune", 6), ("test", 8)):
                 r = split[split.role == role].merge(manifest[["patient_id", "event"]], on="patient_id")
                 ev, ce = r[r.event == 1].head(n // 2), r[r.event == 0].head(n - n // 2)
                 parts.append(pd.concat([ev, ce])[split.columns])
@@ -156,8 +156,9 @@ class Study:
                     for (pid, _), feats in zip(todo, pool.map(pyradiomics_whole_tumour, [f for _, f in todo], chunksize=4)):
                         (folder / f"{pid}.json").write_text(json.dumps(feats))
             else:
+                classes = ("firstorder", "shape") if self.s.smoke else None
                 for pid, f in todo:
-                    (folder / f"{pid}.json").write_text(json.dumps(pyradiomics_whole_tumour(f)))
+                    (folder / f"{pid}.json").write_text(json.dumps(pyradiomics_whole_tumour(f, classes=classes)))
         table = pd.DataFrame([{"patient_id": pid, **json.loads((folder / f"{pid}.json").read_text())}
                               for pid in self.table.patient_id])
         path = self.out / "pyradiomics_features.csv"
