@@ -193,7 +193,7 @@ def report(output_dir: str, manifest: str, prediction_files: list[str], test_spl
         truth = pd.read_csv(truth_file)[["patient_id", "true_risk"]]
         m = test.merge(truth, on="patient_id")
         result["true_risk_c_index"] = harrell_c_index(m["time_days"], m["event"], m["true_risk"])
-        say(f"true-risk C-index on the same test patients (the best any model can expect): "
+        say(f"true-risk C-index on the same test patients (the simulation's ceiling, up to chance): "
             f"{result['true_risk_c_index']:.3f}")
     say(f"per-patient predictions: {out / f'{name}.csv'}")
     with open(out / f"{name}_metrics.json", "w") as f:
