@@ -99,6 +99,7 @@ def _run_engine(spec: dict, image, mask, spacing, names, out_path, queue) -> Non
                 return maps
         best_wall, best_cpu, maps = float("inf"), float("inf"), None
         for _ in range(spec["repeats"]):
+            maps = None  # drop the previous run's ~1 GB of maps before the next one
             wall, cpu = time.perf_counter(), time.process_time()
             maps = call()
             best_wall = min(best_wall, time.perf_counter() - wall)
