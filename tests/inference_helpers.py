@@ -86,3 +86,16 @@ def write_synthetic_patient(folder: Path, name: str = "syn", seed: int = 0, empt
     sitk.WriteImage(image, str(ip))
     sitk.WriteImage(mask, str(mp))
     return ip, mp
+
+
+_SHARED: dict = {}
+
+
+def shared_tiny_bundle() -> Path:
+    """One read-only tiny bundle (128 mm field of view) per test process, shared by test modules
+    that only predict with it."""
+    import tempfile
+
+    if "bundle" not in _SHARED:
+        _SHARED["bundle"] = make_tiny_bundle(Path(tempfile.mkdtemp(prefix="voxsurv-tiny-bundle-")), roi_size_mm=128.0)
+    return _SHARED["bundle"]

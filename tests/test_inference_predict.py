@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from inference_helpers import make_finetune_output, make_tiny_bundle
+from inference_helpers import make_finetune_output, shared_tiny_bundle
 from voxsurv.inference.bundle_info import TIERS, sha256_file
 
 UID = re.compile(r"(?<![\w.])\d+(?:\.\d+){3,}(?![\w.])")
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
+def bundle():
     # a 128 mm field of view holds the whole IBSI tumour, so the crops cover the mask entirely
-    return make_tiny_bundle(tmp_path_factory.mktemp("tiny"), roi_size_mm=128.0)
+    return shared_tiny_bundle()
 
 
 @pytest.fixture(scope="module")
