@@ -72,6 +72,17 @@ def load_phantom_npz(path: Path):
 
 
 def _peak_rss_mb() -> float:
+    """Peak resident memory of this process's address space.
+
+    Linux's ru_maxrss survives exec, so a spawned child would report its parent's peak; VmHWM
+    starts afresh with the child's own address space.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
