@@ -9,6 +9,7 @@ def register(sub) -> None:
     p.add_argument("--bundle", default="pretrain", help="bundle under bundles/ (default: pretrain)")
     p.add_argument("--out", required=True, help="output folder (fold_<k>/ per fold, cv_results.csv)")
     p.add_argument("--folds", type=int, default=5)
+    # re-running on an existing --out resumes each fold from its checkpoint (finished folds are not retrained)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="bundle config overrides, e.g. manifest=/path/manifest.csv cohort=lung1 max_epochs=50")
     p.set_defaults(handler=run)
@@ -43,10 +44,10 @@ def run(args) -> int:
             say(f"fold {fold} failed; stopping")
             return 1
         metrics = {}
-        with open(fold_dir / "metrics.csv") as f:  # MetricsSaver: the last validation's metrics
-            for line in csv.reader(f, delimiter="\t"):
+        with open(fold_dir / "metrics.csv") as f:  # MetricsSaver: "name,value" of the last validation
+            for line in csv.reader(f, delimiter=","):
                 if len(line) >= 2:
-                    metrics[line[0]] = float(line[1])
+                    metrics[line[0].strip()] = float(line[1])
         n_val = len(pd.read_csv(fold_dir / "predictions_val.csv")) if (fold_dir / "predictions_val.csv").exists() else None
         rows.append({"fold": fold, "val_c_index": metrics.get("val_c_index", float("nan")), "n_val_patients": n_val})
         say(f"fold {fold}: validation C-index (last epoch) {rows[-1]['val_c_index']:.3f}")

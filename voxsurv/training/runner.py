@@ -38,7 +38,10 @@ def bundle_root(name: str) -> str:
 
 def say(message: str) -> None:
     """Progress line for the user of the main command (stdout, flushed)."""
-    print(f"[voxsurv] {message}", flush=True)
+    import torch.distributed as dist
+
+    rank = f" rank {dist.get_rank()}" if dist.is_available() and dist.is_initialized() else ""
+    print(f"[voxsurv{rank}] {message}", flush=True)
 
 
 def _is_rank0() -> bool:
@@ -169,10 +172,12 @@ class PatientPredictionsWriter:
 
 
 def report(output_dir: str, manifest: str, prediction_files: list[str], test_split: str = "test",
-           name: str = "predictions") -> dict:
-    """Merge the per-split prediction files into `predictions.csv`, print the test C-index and,
-    for the demo cohort (true_risk.csv beside the manifest), the true-risk C-index on the same
-    patients; write `test_metrics.json`."""
+           name: str = "predictions", label: str = "fine-tuned model") -> dict:
+    """Merge the per-split prediction files into `<name>.csv`, print the test C-index and, for
+    the demo cohort (true_risk.csv beside the manifest), the true-risk C-index on the same
+    patients; write `<name>_metrics.json`. Under DDP only rank 0 reports."""
+    if not _is_rank0():
+        return {}
     import pandas as pd
 
     from survival.handlers import harrell_c_index
@@ -186,7 +191,7 @@ def report(output_dir: str, manifest: str, prediction_files: list[str], test_spl
     test = pred[pred["split"] == test_split]
     result = {"test_patients": int(len(test)), "test_events": int(test["event"].sum()),
               "test_c_index": harrell_c_index(test["time_days"], test["event"], test["risk"])}
-    say(f"TEST C-index (fine-tuned model, {result['test_patients']} patients, {result['test_events']} events): "
+    say(f"TEST C-index ({label}, {result['test_patients']} patients, {result['test_events']} events): "
         f"{result['test_c_index']:.3f}")
     truth_file = Path(manifest).parent / "true_risk.csv"
     if truth_file.exists():
