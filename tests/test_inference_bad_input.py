@@ -13,7 +13,7 @@ import pytest
 from inference_helpers import shared_tiny_bundle, write_synthetic_patient
 from voxsurv.errors import InputError
 
-UID = re.compile(r"(?<![\w.])\d+(?:\.\d+){3,}(?![\w.])")
+UID = re.compile(r"(?<![\w.])\d+(?:\.\d+){3,}(?!\d)")
 
 
 @pytest.fixture(scope="module")

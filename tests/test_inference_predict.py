@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from inference_helpers import make_finetune_output, shared_tiny_bundle
 from voxsurv.inference.bundle_info import TIERS, sha256_file
 
-UID = re.compile(r"(?<![\w.])\d+(?:\.\d+){3,}(?![\w.])")
+UID = re.compile(r"(?<![\w.])\d+(?:\.\d+){3,}(?!\d)")
 
 
 @pytest.fixture(scope="module")

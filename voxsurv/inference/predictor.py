@@ -31,7 +31,7 @@ PREDICTION_COLUMNS = ("patient_id", "risk", "tier", *(f"s_{t}" for t in REPORT_T
 
 # DICOM UIDs are dot-separated digit groups (PS3.5 9.1); four or more groups never occur in our
 # own numbers (spacings, versions), so this keeps them out of logs, reports and exclusion lists.
-_UID = re.compile(r"(?<![\w.])\d+(?:\.\d+){3,}(?![\w.])")
+_UID = re.compile(r"(?<![\w.])\d+(?:\.\d+){3,}(?!\d)")
 
 
 def redact(text: str) -> str:
