@@ -87,13 +87,13 @@ def compute(levels: torch.Tensor, n_levels: int, features,
                       torch.zeros((1, n), dtype=torch.int32, device=device)])  # row K*K: outside
     here = flat[: k * k]  # (K*K, N)
     inside = here > 0
-    before = flat[before_idx]  # (A, K*K, N)
+    before = flat.index_select(0, before_idx.reshape(-1)).view(n_ang, k * k, n)  # (A, K*K, N)
     start = inside & (before != here)
     length = torch.ones(start.shape, dtype=torch.int32, device=device)
     going = inside.expand(n_ang, k * k, n)
     counted = torch.zeros((n_ang, n), dtype=torch.bool, device=device)
     for step in range(k - 1):
-        ahead = flat[ahead_idx[..., step]]  # (A, K*K, N)
+        ahead = flat.index_select(0, ahead_idx[..., step].reshape(-1)).view(n_ang, k * k, n)
         going = going & (ahead == here)
         length += going
         # PyRadiomics' multiElement: an angle counts only if some line holds >= 2 kernel voxels.
@@ -108,37 +108,39 @@ def compute(levels: torch.Tensor, n_levels: int, features,
     inv_j2 = 1.0 / j2
 
     def over_runs(f: torch.Tensor) -> torch.Tensor:
-        return (w * f).sum(1)  # (A, N)
+        return f.sum(1)  # (A, N): f already carries the run weight w
 
     nr = w.sum(1)
     empty = nr == 0
     inv_nr = 1.0 / torch.where(empty, torch.ones_like(nr), nr)
 
-    out: dict[str, torch.Tensor] = {}
-    nan = torch.tensor(float("nan"), dtype=dtype, device=device)
+    per: dict[str, torch.Tensor] = {}  # per-angle values, averaged once at the end
 
     def per_angle(name: str, value: torch.Tensor) -> None:
-        out[name] = _nanmean(torch.where(empty, nan, value), 0)
+        per[name] = value
 
-    terms = {"ShortRunEmphasis": lambda: inv_j2, "LongRunEmphasis": lambda: j2,
-             "LowGrayLevelRunEmphasis": lambda: inv_i2, "HighGrayLevelRunEmphasis": lambda: i2,
-             "ShortRunLowGrayLevelEmphasis": lambda: inv_i2 * inv_j2,
-             "ShortRunHighGrayLevelEmphasis": lambda: i2 * inv_j2,
-             "LongRunLowGrayLevelEmphasis": lambda: j2 * inv_i2,
-             "LongRunHighGrayLevelEmphasis": lambda: i2 * j2}
+    # Terms g(level) h(length) summed over runs, with the run weight folded into g once.
+    w_i2 = w * i2
+    w_inv_i2 = w * inv_i2
+    terms = {"ShortRunEmphasis": lambda: w * inv_j2, "LongRunEmphasis": lambda: w * j2,
+             "LowGrayLevelRunEmphasis": lambda: w_inv_i2, "HighGrayLevelRunEmphasis": lambda: w_i2,
+             "ShortRunLowGrayLevelEmphasis": lambda: w_inv_i2 * inv_j2,
+             "ShortRunHighGrayLevelEmphasis": lambda: w_i2 * inv_j2,
+             "LongRunLowGrayLevelEmphasis": lambda: w_inv_i2 * j2,
+             "LongRunHighGrayLevelEmphasis": lambda: w_i2 * j2}
     for name, term in terms.items():
         if name in want:
             per_angle(name, over_runs(term()) * inv_nr)
     if "RunPercentage" in want or "RunVariance" in want:
-        n_p = over_runs(j)
+        n_p = over_runs(w * j)
     if "RunPercentage" in want:
         per_angle("RunPercentage", nr / torch.where(n_p == 0, torch.ones_like(n_p), n_p))
     if "GrayLevelVariance" in want:
-        u = over_runs(i) * inv_nr
-        per_angle("GrayLevelVariance", (over_runs(i2) * inv_nr - u * u).clamp(min=0))
+        u = over_runs(w * i) * inv_nr
+        per_angle("GrayLevelVariance", (over_runs(w_i2) * inv_nr - u * u).clamp(min=0))
     if "RunVariance" in want:
         u = n_p * inv_nr
-        per_angle("RunVariance", (over_runs(j2) * inv_nr - u * u).clamp(min=0))
+        per_angle("RunVariance", (over_runs(w * j2) * inv_nr - u * u).clamp(min=0))
 
     def shared(key: torch.Tensor) -> torch.Tensor:
         """For every run start: the number of runs (of its angle) with the same key; (A, K*K, N)."""
@@ -148,13 +150,13 @@ def compute(levels: torch.Tensor, n_levels: int, features,
         return count.to(dtype)
 
     if want & {"GrayLevelNonUniformity", "GrayLevelNonUniformityNormalized"}:
-        gln = over_runs(shared(here.expand(n_ang, k * k, n))) * inv_nr  # sum_g pg^2 / Nr
+        gln = over_runs(shared(here.expand(n_ang, k * k, n)) * w) * inv_nr  # sum_g pg^2 / Nr
         if "GrayLevelNonUniformity" in want:
             per_angle("GrayLevelNonUniformity", gln)
         if "GrayLevelNonUniformityNormalized" in want:
             per_angle("GrayLevelNonUniformityNormalized", gln * inv_nr)
     if want & {"RunLengthNonUniformity", "RunLengthNonUniformityNormalized"}:
-        rln = over_runs(shared(length)) * inv_nr
+        rln = over_runs(shared(length) * w) * inv_nr
         if "RunLengthNonUniformity" in want:
             per_angle("RunLengthNonUniformity", rln)
         if "RunLengthNonUniformityNormalized" in want:
@@ -162,5 +164,10 @@ def compute(levels: torch.Tensor, n_levels: int, features,
     if "RunEntropy" in want:
         # Sum over runs of (1/Nr) log2(p + eps), p = share of runs in the run's own cell.
         p = shared(here * (k + 1) + length) * inv_nr[:, None]
-        per_angle("RunEntropy", -over_runs(torch.log2(p + _EPS)) * inv_nr)
-    return out
+        per_angle("RunEntropy", -over_runs(torch.log2(p + _EPS) * w) * inv_nr)
+    # nanmean over angles (an angle without runs is NaN and skipped), all features at once.
+    names = list(per)
+    stacked = torch.stack([per[name] for name in names])  # (F, A, N)
+    stacked = torch.where(empty, torch.tensor(float("nan"), dtype=dtype, device=device), stacked)
+    means = _nanmean(stacked, 1)
+    return {name: means[idx] for idx, name in enumerate(names)}
