@@ -34,6 +34,26 @@ DEFAULT_PREPROCESSING = {"pixdim": [1.0, 1.0, 5.0], "roi_size_mm": 64.0, "min_ar
                          "maps_backend": "torch"}
 
 
+def finetune_preprocessing(config_file: str | Path | None = None) -> dict:
+    """pixdim, roi_size_mm and min_area_mm2 as the finetune bundle's train.yaml sets them (the
+    inference bundle must cut slices exactly as training did)."""
+    from monai.bundle import ConfigParser
+
+    from voxsurv.training.runner import bundle_root
+
+    path = Path(config_file) if config_file else Path(bundle_root("finetune")) / "configs" / "train.yaml"
+    if not path.is_file():
+        return {}
+    parser = ConfigParser()
+    parser.read_config(str(path))
+    out = {}
+    for key in ("pixdim", "roi_size_mm", "min_area_mm2"):
+        value = parser.get(key)
+        if isinstance(value, (int, float, list)):
+            out[key] = [float(v) for v in value] if isinstance(value, list) else float(value)
+    return out
+
+
 def network_size(state: dict) -> dict:
     """VisionMambaSurv keyword arguments (except in_channels) read off a state dict, so the bundle
     rebuilds exactly the trained architecture."""
@@ -64,7 +84,8 @@ def _model_state(path: Path) -> dict:
 
 def package(finetune_output: str | Path, bundle: str | Path, checkpoint: str | Path | None = None,
             predictions: str | Path | None = None, map_statistics: str | Path | None = None,
-            preprocessing: dict | None = None, version: str | None = None, torchscript: bool = False) -> Path:
+            preprocessing: dict | None = None, version: str | None = None, torchscript: bool = False,
+            finetune_config: str | Path | None = None) -> Path:
     """Copy a finetune output's final weights + statistics into ``bundle/models``; returns the info path.
 
     Args:
@@ -72,7 +93,8 @@ def package(finetune_output: str | Path, bundle: str | Path, checkpoint: str | P
         bundle: the inference bundle folder.
         checkpoint, predictions, map_statistics: override the files inside ``finetune_output``
             (``models/model_last.pt``, ``predictions_finetune.csv``, ``map_statistics.json``).
-        preprocessing: overrides of DEFAULT_PREPROCESSING (must match the finetune run).
+        preprocessing: overrides (must match the finetune run); by default pixdim, roi_size_mm and
+            min_area_mm2 come from ``finetune_config`` (bundles/finetune/configs/train.yaml).
         version: bundle version recorded (default: metadata.json's).
         torchscript: also export ``models/model.ts`` (traced; see docs/README.md).
     """
@@ -119,7 +141,8 @@ def package(finetune_output: str | Path, bundle: str | Path, checkpoint: str | P
     sha = sha256_file(weights)
     info = InferenceInfo(
         features=list(stats.names), map_statistics=stats.to_dict(), network=network_size(state),
-        preprocessing={**DEFAULT_PREPROCESSING, **(preprocessing or {}), "map_settings": stats.settings},
+        preprocessing={**DEFAULT_PREPROCESSING, **finetune_preprocessing(finetune_config), **(preprocessing or {}),
+                       "map_settings": stats.settings},
         baseline={"event_times": baseline.event_times.tolist(),
                   "cumulative_hazard": baseline.cumulative_hazard_at_events.tolist(),
                   "last_follow_up": baseline.last_follow_up},
@@ -176,15 +199,17 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", help="weights (default FINETUNE_OUTPUT/models/model_last.pt)")
     p.add_argument("--predictions", help="training-cohort risks (default FINETUNE_OUTPUT/predictions_finetune.csv)")
     p.add_argument("--map-statistics", help="default FINETUNE_OUTPUT/map_statistics.json")
-    p.add_argument("--roi-size-mm", type=float, help="in-plane field of view of the finetune run (default 64)")
-    p.add_argument("--min-area-mm2", type=float, help="smallest tumour slice area of the finetune run (default 10)")
+    p.add_argument("--finetune-config", help="the finetune run's train.yaml (default bundles/finetune/configs/"
+                                             "train.yaml): pixdim, roi_size_mm, min_area_mm2 are read from it")
+    p.add_argument("--roi-size-mm", type=float, help="override the finetune config's roi_size_mm")
+    p.add_argument("--min-area-mm2", type=float, help="override the finetune config's min_area_mm2")
     p.add_argument("--torchscript", action="store_true", help="also export models/model.ts")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     pre = {k: v for k, v in (("roi_size_mm", args.roi_size_mm), ("min_area_mm2", args.min_area_mm2)) if v is not None}
     try:
         path = package(args.finetune_output, args.bundle, args.checkpoint, args.predictions, args.map_statistics,
-                       preprocessing=pre, torchscript=args.torchscript)
+                       preprocessing=pre, torchscript=args.torchscript, finetune_config=args.finetune_config)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -256,7 +256,7 @@ class RiskPredictor:
         sitk.WriteImage(cam, str(out_dir / CAM_FILE), useCompression=True)
         shown = input_slices_at(ct, [s["z_mm"] for s in slices])
         surv = post["survival"]
-        title = (f"patient {prepared.patient_id}: risk {post['risk']:.3f} ({post['tier']});  "
+        title = (f"patient {prepared.patient_id}: risk {post['risk']:.4f} ({post['tier']});  "
                  + ",  ".join(f"S({t // 365}y) " + ("n/a" if surv[f's_{t}'] is None else f"{surv[f's_{t}']:.2f}")
                               for t in REPORT_TIMES_DAYS))
         write_overlay(out_dir / OVERLAY_FILE, ct, mask, cam, shown, title=title)
