@@ -25,8 +25,10 @@ __all__ = ["FAMILIES", "compute_torch_maps"]
 #: Feature classes the engine knows, in output order of the default feature list.
 FAMILIES = ("firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
 
-#: Voxels per batch by default: bounds memory (~0.2 GB at radius 1, Ng <= 16) and stays fast.
-DEFAULT_VOXEL_BATCH = 16384
+#: Voxels per batch when not given: on a CPU, batches whose intermediates stay in cache are
+#: fastest (4096 measured best of 2048-32768 on the phantom tumour); on a GPU, big batches keep
+#: the number of kernel launches down. Memory is a few kB per voxel at radius 1.
+DEFAULT_VOXEL_BATCH = {"cpu": 4096, "cuda": 131072}
 
 
 def _family(name: str):
@@ -63,7 +65,7 @@ def _group(features: list[str]) -> dict[str, list[str]]:
 def compute_torch_maps(image, mask, spacing=(5.0, 1.0, 1.0), features=None, radius: int = 1,
                        bin_width: float = 25.0, bin_count: int | None = None,
                        dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
-                       voxel_batch: int | None = DEFAULT_VOXEL_BATCH,
+                       voxel_batch: int | None = None,
                        voxel_array_shift: float = 0.0) -> tuple[np.ndarray, list[str]]:
     """Voxel-level radiomics maps of ``image`` inside ``mask`` with the torch engine.
 
@@ -80,7 +82,8 @@ def compute_torch_maps(image, mask, spacing=(5.0, 1.0, 1.0), features=None, radi
         dtype: torch.float64 (reference-exact) or torch.float32 (texture families in float32,
             within ~1e-5 of each map's range; first-order always accumulates in float64).
         device: 'cpu', 'cuda', 'cuda:1', ...
-        voxel_batch: ROI voxels per batch (memory bound); None or <= 0 = all at once.
+        voxel_batch: ROI voxels per batch (bounds memory); None = DEFAULT_VOXEL_BATCH for the
+            device type; <= 0 = all at once.
         voxel_array_shift: PyRadiomics ``voxelArrayShift`` for Energy/RootMeanSquared.
 
     Returns:
@@ -105,10 +108,9 @@ def compute_torch_maps(image, mask, spacing=(5.0, 1.0, 1.0), features=None, radi
                          dtype=torch.float64, device=device)
     n_vox = roi.n_voxels
     ng = roi.n_levels
-    # The GLCM's per-window histograms hold ~4 (Ng^2 + 4 Ng) counts per voxel: cap the batch so
-    # they stay near 64 MB however many bins are asked for.
-    cap = max(1024, (1 << 24) // (4 * (ng * ng + 4 * ng)))
-    batch = min(voxel_batch if voxel_batch and voxel_batch > 0 else n_vox, cap)
+    if voxel_batch is None:
+        voxel_batch = DEFAULT_VOXEL_BATCH.get(torch.device(device).type, 4096)
+    batch = voxel_batch if voxel_batch > 0 else max(n_vox, 1)
 
     row = {name: idx for idx, name in enumerate(names)}
     values_out = torch.empty((len(names), n_vox), dtype=dtype, device=device)
