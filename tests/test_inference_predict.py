@@ -95,13 +95,12 @@ def test_crops_resampled_back_reproduce_the_input_mask(nifti_run, phantom):
     assert dice > 0.85, dice
 
 
-def test_overlay_png_shows_ct_contour_and_heat_map(nifti_run):
+def assert_overlay_shows_ct_contour_and_heat_map(path):
     from PIL import Image
 
     from voxsurv.inference.overlay import CONTOUR_RGB
 
-    _, report, out = nifti_run
-    png = np.asarray(Image.open(out / "overlay.png").convert("RGB")).astype(int)
+    png = np.asarray(Image.open(path).convert("RGB")).astype(int)
     assert png.shape[0] >= 600 and png.shape[1] >= 900
     contour = np.all(png == CONTOUR_RGB, axis=-1).sum()
     chroma = png.max(axis=-1) - png.min(axis=-1)
@@ -110,14 +109,24 @@ def test_overlay_png_shows_ct_contour_and_heat_map(nifti_run):
     assert contour > 500, contour
     assert heat > 2000, heat  # heat-map pixels + colour bar
     assert grey.sum() > 20000  # the CT itself
+
+
+def test_overlay_png_shows_ct_contour_and_heat_map(nifti_run):
+    _, report, out = nifti_run
+    assert_overlay_shows_ct_contour_and_heat_map(out / "overlay.png")
     assert len(report["overlay_input_slices"]) >= report["n_slices"] - 1
 
 
 def test_dicom_input_with_roi_writes_report_nifti_png_without_uids_or_names(bundle, ibsi, tmp_path, caplog):
-    """Acceptance: `voxsurv predict --ct-dir --rtstruct --roi GTV` on the IBSI phantom DICOM."""
+    """Acceptance: `voxsurv predict --ct-dir --rtstruct --roi GTV` on the IBSI phantom DICOM, with the
+    bundle as committed (weights of the finetune main command) when it is packaged."""
     import pydicom
 
+    from inference_helpers import BUNDLE
     from voxsurv.cli import main
+
+    if (BUNDLE / "models" / "model.pt").exists():
+        bundle = BUNDLE
 
     dicom = ibsi / "ct_phantom" / "dicom"
     rtstruct = next((dicom / "mask").glob("*.dcm"))
@@ -129,7 +138,8 @@ def test_dicom_input_with_roi_writes_report_nifti_png_without_uids_or_names(bund
     assert report["inputs"]["roi"].upper().startswith("GTV") and report["inputs"]["ct_series"]["files"] == 60
     cam, ct = sitk.ReadImage(str(tmp_path / "gradcam.nii.gz")), sitk.ReadImage(str(tmp_path / "input" / "image.nii.gz"))
     assert cam.GetSize() == ct.GetSize() and np.allclose(cam.GetOrigin(), ct.GetOrigin(), atol=1e-4)
-    assert (tmp_path / "overlay.png").stat().st_size > 20_000
+    assert_overlay_shows_ct_contour_and_heat_map(tmp_path / "overlay.png")
+    assert report["calibration_applies"] is True and report["tier"] in TIERS
     ds = pydicom.dcmread(rtstruct, stop_before_pixels=True)
     text = caplog.text + (tmp_path / "report.json").read_text()
     assert not UID.search(text), UID.search(text)
