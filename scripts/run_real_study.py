@@ -32,6 +32,8 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="few patients, 4 maps, 1 epoch (the test suite's run)")
     p.add_argument("--pretrain-epochs", type=int, default=None)
     p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples for the C CI [1000; smoke 100]")
+    p.add_argument("--source-cv", action="store_true",
+                   help="after rows a-g, the remaining 4 folds of a 5-fold CV of row d's pre-training on the source")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     for noisy in ("radiomics", "networks", "voxelmaps", "survival", "lifelines"):
@@ -43,7 +45,9 @@ def main(argv=None) -> int:
         s.bootstrap = a.bootstrap
     if a.pretrain_epochs is not None:
         s.pretrain_epochs = a.pretrain_epochs
-    res = Study(a.data, a.out, a.split, s, a.maps_cache).run()
+    study = Study(a.data, a.out, a.split, s, a.maps_cache)
+    study.source_cv_folds = a.source_cv
+    res = study.run()
     print((Path(a.out) / "results.md").read_text())
     return 0 if res["status"] == "complete" else 1
 

@@ -41,3 +41,28 @@ def results_markdown(res: dict) -> str:
     sel = res.get("selected_maps")
     maps = "" if not sel else f"\nMaps used ({len(sel['selected'])}): {', '.join(sel['selected'])}. Rule: {sel['rule']}.\n"
     return head + results_table(res) + "\n" + maps + f"\nStep wall times (s): {res['step_wall_s']}\n"
+
+
+TABLE_START, TABLE_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
+
+
+def publish(results_json: str, doc_json: str, doc_md: str) -> None:
+    """Copy the run's results.json to `doc_json` and refresh the generated table in `doc_md`
+    (between the TABLE_START/TABLE_END markers), so the docs' numbers equal the file."""
+    import json
+    from pathlib import Path
+
+    res = json.loads(Path(results_json).read_text())
+    Path(doc_json).write_text(json.dumps(res, indent=1))
+    md = Path(doc_md).read_text()
+    head, rest = md.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    status = "" if res["status"] == "complete" else \
+        "\n**PARTIAL RUN: only the rows below had finished when this table was written.**\n"
+    Path(doc_md).write_text(f"{head}{TABLE_START}\n{status}\n{results_table(res)}\n\n{TABLE_END}{tail}")
+
+
+if __name__ == "__main__":  # python -m voxsurv.study.report RESULTS_JSON DOC_JSON DOC_MD
+    import sys
+
+    publish(*sys.argv[1:4])

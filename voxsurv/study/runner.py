@@ -83,6 +83,8 @@ class Study:
         self.table = study_table(manifest, split)
         self.role = {r: self.table[self.table.role == r].reset_index(drop=True) for r in ("source", "finetune", "test")}
         self.results: dict[str, dict] = {}
+        self.source_cv_folds = False
+        self.source_cv = None
         self.timings: dict[str, float] = {}
 
     # ---- step bookkeeping ----
@@ -315,9 +317,10 @@ class Study:
     def _epochs(self, n):
         return 1 if self.s.smoke else n
 
-    def pretrain(self, ct_only: bool) -> dict:
-        """Pre-train on the source; fold 0 of 5 (event-stratified) held out to pick the epoch and
-        report a held-out source C. The model is saved for fine-tuning and row d."""
+    def pretrain(self, ct_only: bool, fold: int = 0, save: bool = True) -> dict:
+        """Pre-train on the source; fold `fold` of 5 (event-stratified) held out to pick the epoch
+        and report a held-out source C (at the chosen epoch: optimistic, the fold also chose it; and
+        at the last epoch: no selection). Fold 0's model is saved for fine-tuning and row d."""
         import torch
 
         from survival.metrics import harrell_c
@@ -326,15 +329,18 @@ class Study:
 
         tag = "ct" if ct_only else "maps"
         sets = self._sets("source_stats", ct_only)
-        tr_df, va_df = split_fold(self.role["source"], 0, 3 if self.s.smoke else 5, self.s.seed)
+        tr_df, va_df = split_fold(self.role["source"], fold, 3 if self.s.smoke else 5, self.s.seed)
         tr, va = sets(tr_df), sets(va_df)
         torch.manual_seed(self.s.seed)
         model = make_network(tr.x.shape[1], self.s.img_size, self.s.embed_dim, self.s.depth)
+        ck = self.out / (f"ckpt_pretrain_{tag}" if fold == 0 else f"ckpt_source_cv_{tag}_fold{fold}")
         hist = train_cox(model, tr, self._epochs(self.s.pretrain_epochs), self.s.pretrain_lr,
-                         self.out / f"ckpt_pretrain_{tag}", self.s.seed, self.s.batch_size, val=va, device=self.s.device)
-        torch.save(model.state_dict(), self.out / f"pretrained_{tag}.pt")
+                         ck, self.s.seed, self.s.batch_size, val=va, device=self.s.device)
+        if save:
+            torch.save(model.state_dict(), self.out / f"pretrained_{tag}.pt")
         p = predict_patients(model, va, device=self.s.device)
-        return {"held_out_source_fold_c": float(harrell_c(p.time_days, p.event, p.risk)),
+        return {"fold": fold, "held_out_source_fold_c": float(harrell_c(p.time_days, p.event, p.risk)),
+                "held_out_last_epoch_c": hist["history"]["val_c"][-1],
                 "held_out_n": int(len(p)), "held_out_events": int(p.event.sum()),
                 "train_n": int(len(tr.patients)), **hist}
 
@@ -440,6 +446,17 @@ class Study:
         self._write(rows, maps_info, sel, slices, partial=True)
         self.step("pretrain_ct", lambda: self.pretrain(True))
         rows["f"] = self.step("row_f", lambda: self.row_finetuned(True))
+        self.source_cv = None
+        if self.source_cv_folds:  # optional: the rest of the 5-fold CV of row d's pre-training
+            first = {**pre_maps, "fold": 0, "held_out_last_epoch_c": pre_maps["history"]["val_c"][-1]}
+            folds = [first] + [self.step(f"source_cv_fold{k}", lambda k=k: self.pretrain(False, k, save=False))
+                                  for k in range(1, 3 if self.s.smoke else 5)]
+            self.source_cv = {
+                "folds": [{k: f[k] for k in ("fold", "held_out_source_fold_c", "held_out_last_epoch_c", "held_out_n",
+                                             "held_out_events", "best_epoch")} for f in folds],
+                "mean_c_selected_epoch": float(np.mean([f["held_out_source_fold_c"] for f in folds])),
+                "mean_c_last_epoch": float(np.mean([f["held_out_last_epoch_c"] for f in folds])),
+                "note": "selected epoch = best C on the same held-out fold (optimistic); last epoch = no selection"}
         return self._write(rows, maps_info, sel, slices, partial=False, total=time.time() - t_all)
 
     def _write(self, rows, maps_info, sel, slices, partial: bool, total: float | None = None) -> dict:
@@ -455,6 +472,7 @@ class Study:
                "maps_extraction": maps_info, "selected_maps": sel, "slices": slices,
                "step_wall_s": {k: round(v, 1) for k, v in self.timings.items()},
                "total_wall_s": None if total is None else round(total, 1),
+               "source_cv_pretrained_d": self.source_cv,
                "rows": {k: rows[k] for k in order if k in rows}}
         tmp = self.out / "results.json.tmp"
         tmp.write_text(json.dumps(res, indent=1, default=float))
