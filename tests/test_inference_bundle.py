@@ -5,6 +5,7 @@ properties (what MONAI Label reads), network_data_format entries, and `monai.bun
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -113,15 +114,32 @@ def test_inference_workflow_properties_are_complete(bundle, tmp_path):
     assert type(wf.parser.get_parsed_content("postprocessing")).__name__ == "Compose"
 
 
-def test_monai_bundle_run_writes_predictions(bundle, tmp_path):
+def test_packaging_recomputes_training_risks_and_monai_bundle_run_agrees(tmp_path):
+    """Packaging with the cohort manifest refits the tier cut-offs on risks recomputed with the
+    packaged weights; `monai.bundle run` (Dataset + DataLoader + SupervisedEvaluator + the
+    postprocessing Compose) on the same patients gives risks whose tertiles are those cut-offs."""
+    from monai.bundle import ConfigWorkflow
+
+    from inference_helpers import make_finetune_output
+    from voxsurv.inference.bundle_info import InferenceInfo, tertile_cutoffs
+    from voxsurv.inference.packaging import package
+
     data = tmp_path / "data"
     rows = []
-    for i in range(2):
+    for i in range(3):
         ip, mp = write_synthetic_patient(data / "images", f"p{i}", seed=i)
-        rows.append({"patient_id": f"p{i}", "image": str(ip.relative_to(data)), "mask": str(mp.relative_to(data))})
+        rows.append({"patient_id": f"p{i}", "image": str(ip.relative_to(data)), "mask": str(mp.relative_to(data)),
+                     "time_days": [400, 900, 1500][i], "event": [1, 1, 0][i]})
     pd.DataFrame(rows).to_csv(data / "manifest.csv", index=False)
-    # in-process equivalent of: python -m monai.bundle run --config_file .../inference.yaml --dataset_dir DATA
-    from monai.bundle import ConfigWorkflow
+    ft = make_finetune_output(tmp_path / "ft", seed=4)
+    pd.DataFrame({**pd.DataFrame(rows)[["patient_id", "time_days", "event"]], "risk": [9.0, 9.5, 10.0],
+                  "split": "finetune"}).to_csv(ft / "predictions_finetune.csv", index=False)
+    bundle = tmp_path / "bundle"
+    shutil.copytree(BUNDLE / "configs", bundle / "configs")
+    package(ft, bundle, manifest=data / "manifest.csv")
+    info = InferenceInfo.load(bundle / "models" / "inference_info.json")
+    assert info.provenance["training_risks"].startswith("recomputed with the packaged weights")
+    assert max(info.tier_cutoffs) < 9.0  # not the (deliberately wrong) risks of the prediction file
 
     wf = ConfigWorkflow(config_file=str(bundle / "configs" / "inference.yaml"), workflow_type="inference",
                         bundle_root=str(bundle), dataset_dir=str(data), output_dir=str(tmp_path / "out"))
@@ -129,8 +147,10 @@ def test_monai_bundle_run_writes_predictions(bundle, tmp_path):
     wf.run()
     pred = pd.read_csv(tmp_path / "out" / "predictions.csv")
     assert list(pred.columns) == ["patient_id", "risk", "tier", "s_365", "s_730", "s_1095"]
-    assert list(pred.patient_id) == ["p0", "p1"] and pred.risk.notna().all()
-    assert set(pred.tier) <= {"Low", "Intermediate", "High"}
+    assert list(pred.patient_id) == ["p0", "p1", "p2"]
+    assert tertile_cutoffs(pred.risk) == pytest.approx(info.tier_cutoffs, abs=1e-6)
+    assert list(pred.tier) == [["Low", "Intermediate", "High"][int(r >= info.tier_cutoffs[0]) +
+                                                              int(r >= info.tier_cutoffs[1])] for r in pred.risk]
 
 
 def test_committed_bundle_artefacts_are_small_and_consistent():

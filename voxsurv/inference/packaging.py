@@ -85,7 +85,7 @@ def _model_state(path: Path) -> dict:
 def package(finetune_output: str | Path, bundle: str | Path, checkpoint: str | Path | None = None,
             predictions: str | Path | None = None, map_statistics: str | Path | None = None,
             preprocessing: dict | None = None, version: str | None = None, torchscript: bool = False,
-            finetune_config: str | Path | None = None) -> Path:
+            finetune_config: str | Path | None = None, manifest: str | Path | None = None) -> Path:
     """Copy a finetune output's final weights + statistics into ``bundle/models``; returns the info path.
 
     Args:
@@ -97,6 +97,11 @@ def package(finetune_output: str | Path, bundle: str | Path, checkpoint: str | P
             min_area_mm2 come from ``finetune_config`` (bundles/finetune/configs/train.yaml).
         version: bundle version recorded (default: metadata.json's).
         torchscript: also export ``models/model.ts`` (traced; see docs/README.md).
+        manifest: the cohort manifest of the finetune run (patient_id, image, mask, ...). When given,
+            the training patients' risks are RECOMPUTED with the packaged weights through this
+            bundle's own pipeline and the baseline and cut-offs are fitted on those (the finetune
+            run's prediction files need not come from the saved state); otherwise the risks in
+            ``predictions`` are used as they are.
     """
     import json
 
@@ -155,12 +160,50 @@ def package(finetune_output: str | Path, bundle: str | Path, checkpoint: str | P
     path = info.save(models / INFO_FILE)
     if meta_file.is_file():
         _update_metadata(meta_file, info)
+    info.provenance["training_risks"] = f"as written by the finetune run ({pred_file.name})"
+    if manifest is not None:
+        risks = recompute_training_risks(bundle, manifest, pred["patient_id"].astype(str).tolist())
+        diff = float(np.max(np.abs(risks - pred["risk"].to_numpy())))
+        baseline = breslow_baseline(pred["time_days"], pred["event"], risks)
+        info.baseline = {"event_times": baseline.event_times.tolist(),
+                         "cumulative_hazard": baseline.cumulative_hazard_at_events.tolist(),
+                         "last_follow_up": baseline.last_follow_up}
+        info.tier_cutoffs = tertile_cutoffs(risks)
+        info.provenance["training_risks"] = (f"recomputed with the packaged weights through this bundle's pipeline "
+                                             f"(max |difference| from {pred_file.name}: {diff:.4g})")
+        logger.info("training risks recomputed for %d patients (max |diff| from %s %.4g); tiers %s", len(risks),
+                    pred_file.name, diff, [round(c, 4) for c in info.tier_cutoffs])
+    info.save(models / INFO_FILE)
     logger.info("packaged %s (%d parameters, %d maps, tiers %s) -> %s", ckpt,
                 sum(int(np.prod(v.shape)) for v in state.values()), len(stats.names),
-                [round(c, 4) for c in cutoffs], models)
+                [round(c, 4) for c in info.tier_cutoffs], models)
     if torchscript:
         export_torchscript(bundle)
     return path
+
+
+def recompute_training_risks(bundle: str | Path, manifest: str | Path, patient_ids: list[str]) -> np.ndarray:
+    """Patient risks (mean slice risk) of ``patient_ids`` with the bundle's weights and pipeline."""
+    import tempfile
+
+    from voxsurv.inference.predictor import RiskPredictor
+    from voxsurv.manifest import load_manifest
+
+    table = load_manifest(manifest).set_index("patient_id")
+    missing = [p for p in patient_ids if p not in table.index]
+    if missing:
+        raise InputError(f"{len(missing)} training patients not in the manifest (e.g. {missing[:3]})",
+                         path=str(manifest), fix="pass the manifest the finetune run used")
+    predictor = RiskPredictor(bundle)
+    risks = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for pid in patient_ids:
+            prepared = predictor.prepare({"patient_id": pid, "image": table.loc[pid, "image"],
+                                          "mask": table.loc[pid, "mask"]}, tmp)
+            x = torch.stack([torch.as_tensor(s["image"]).float() for s in prepared.slices])
+            with torch.no_grad():
+                risks.append(float(predictor.network(x).mean()))
+    return np.asarray(risks)
 
 
 def _update_metadata(meta_file: Path, info: InferenceInfo) -> None:
@@ -203,13 +246,16 @@ def main(argv=None) -> int:
                                              "train.yaml): pixdim, roi_size_mm, min_area_mm2 are read from it")
     p.add_argument("--roi-size-mm", type=float, help="override the finetune config's roi_size_mm")
     p.add_argument("--min-area-mm2", type=float, help="override the finetune config's min_area_mm2")
+    p.add_argument("--manifest", help="the finetune run's cohort manifest: recompute the training patients' risks "
+                                      "with the packaged weights (recommended; default: use the prediction file)")
     p.add_argument("--torchscript", action="store_true", help="also export models/model.ts")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     pre = {k: v for k, v in (("roi_size_mm", args.roi_size_mm), ("min_area_mm2", args.min_area_mm2)) if v is not None}
     try:
         path = package(args.finetune_output, args.bundle, args.checkpoint, args.predictions, args.map_statistics,
-                       preprocessing=pre, torchscript=args.torchscript, finetune_config=args.finetune_config)
+                       preprocessing=pre, torchscript=args.torchscript, finetune_config=args.finetune_config,
+                       manifest=args.manifest)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
