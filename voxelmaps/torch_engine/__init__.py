@@ -101,6 +101,18 @@ def compute_torch_maps(image, mask, spacing=(5.0, 1.0, 1.0), features=None, radi
     mask = np.asarray(mask) > 0
     if len(tuple(spacing)) != image.ndim:
         raise ValueError(f"spacing {tuple(spacing)} does not match a {image.ndim}D image")
+    if image.shape != mask.shape or not mask.any():
+        raise ValueError(f"need an image and a non-empty mask of the same shape, got {image.shape} "
+                         f"and {mask.shape} with {int(mask.sum())} ROI voxels")
+    # Work on the ROI's box widened in-plane by the radius: every window fits, nothing else is
+    # read (as PyRadiomics crops); the maps go back onto the full grid at the end.
+    full_shape = image.shape
+    lo = [int(i.min()) for i in np.nonzero(mask)]
+    hi = [int(i.max()) + 1 for i in np.nonzero(mask)]
+    for axis in (1, 2):
+        lo[axis], hi[axis] = max(lo[axis] - radius, 0), min(hi[axis] + radius, full_shape[axis])
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    image, mask = image[box], mask[box]
     # Intensities stay float64 whatever ``dtype``: first-order moments are cheap, and in float32
     # the mean of a flat non-integer window is not exactly its value, which flips PyRadiomics'
     # flat-window rule (Skewness/Kurtosis 0) to +-1. ``dtype`` applies to the texture families.
@@ -135,8 +147,8 @@ def compute_torch_maps(image, mask, spacing=(5.0, 1.0, 1.0), features=None, radi
                 for feat in feats:
                     values_out[row[f"{family}_{feat}"], start:stop] = result[feat].to(dtype)
     # Assemble on the host: the full-volume maps dominate memory (90 x volume x 8 bytes).
-    maps = np.full((len(names),) + tuple(image.shape), np.nan,
+    maps = np.full((len(names),) + tuple(full_shape), np.nan,
                    dtype=np.float64 if dtype == torch.float64 else np.float32)
-    z, y, x = roi.coords.cpu().numpy().T
+    z, y, x = (roi.coords.cpu().numpy() + np.array(lo)).T
     maps[:, z, y, x] = values_out.cpu().numpy()
     return maps, names

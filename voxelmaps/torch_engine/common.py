@@ -138,9 +138,14 @@ def kernel_patches(roi: DiscretisedROI, radius: int = 1, start: int = 0,
     z_size, y_size, x_size = roi.levels.shape
     k = 2 * radius + 1
     padded_y, padded_x = y_size + 2 * radius, x_size + 2 * radius
-    # Pad in-plane only: the kernel never leaves its slice (force2D on axis 0).
-    levels = torch.nn.functional.pad(roi.levels, (radius, radius, radius, radius), value=0)
-    values = torch.nn.functional.pad(roi.values, (radius, radius, radius, radius), value=float("nan"))
+    # Pad in-plane only: the kernel never leaves its slice (force2D on axis 0). Padded once per
+    # radius and kept, since batches call this many times.
+    cache = roi.__dict__.setdefault("_padded", {})
+    if radius not in cache:
+        cache[radius] = (
+            torch.nn.functional.pad(roi.levels, (radius, radius, radius, radius), value=0),
+            torch.nn.functional.pad(roi.values, (radius, radius, radius, radius), value=float("nan")))
+    levels, values = cache[radius]
     offsets = torch.arange(k, device=coords.device)
     centre = (coords[:, 0] * padded_y + coords[:, 1]) * padded_x + coords[:, 2]  # top-left corner
     index = (centre[:, None, None] + offsets[None, :, None] * padded_x + offsets[None, None, :])
