@@ -41,6 +41,17 @@ def redact_uids_in_logs() -> None:
             handler.addFilter(RedactingFilter())
 
 
+def find_bundle(path: Path) -> Path:
+    """The bundle folder: ``path`` itself, or its single sub-folder holding configs/inference.yaml
+    (a MAP copies ``--models DIR`` to /opt/holoscan/models/<name>/)."""
+    if (path / "configs" / "inference.yaml").is_file():
+        return path
+    found = sorted(p.parent.parent for p in path.glob("*/configs/inference.yaml"))
+    if len(found) == 1:
+        return found[0]
+    raise FileNotFoundError(f"no voxsurv inference bundle (configs/inference.yaml) in {path}")
+
+
 class VoxsurvRiskApp(Application):
     """CT + RTSTRUCT -> voxsurv risk report (DICOM SR + JSON + PNG + NIfTI). The ROI pattern comes
     from the VOXSURV_ROI environment variable (default "GTV")."""
@@ -53,7 +64,7 @@ class VoxsurvRiskApp(Application):
         redact_uids_in_logs()  # again: run() may have reconfigured logging
         app_context: AppContext = Application.init_app_context(self.argv)
         input_path, output_path = Path(app_context.input_path), Path(app_context.output_path)
-        bundle = Path(app_context.model_path or os.environ.get("VOXSURV_BUNDLE", "bundles/inference"))
+        bundle = find_bundle(Path(app_context.model_path or os.environ.get("VOXSURV_BUNDLE", "bundles/inference")))
         roi = os.environ.get("VOXSURV_ROI", "GTV")
         loader = TolerantDICOMDataLoaderOperator(self, CountCondition(self, 1), input_folder=input_path, name="study_loader_op")
         ct_selector = DICOMSeriesSelectorOperator(self, rules=CT_RULES, name="ct_selector_op")
