@@ -197,3 +197,23 @@ def test_cuda_matches_cpu():
     cpu, _ = compute_torch_maps(img, mask, (5.0, 1.0, 1.0), ALL_NAMES)
     gpu, _ = compute_torch_maps(img, mask, (5.0, 1.0, 1.0), ALL_NAMES, device="cuda")
     np.testing.assert_allclose(gpu, cpu, rtol=1e-10, atol=1e-10, equal_nan=True)
+
+
+def test_a_missing_family_module_is_a_clear_not_implemented(monkeypatch):
+    import importlib
+
+    import voxelmaps.torch_engine as engine
+
+    real = importlib.import_module
+
+    def without_ngtdm(name, *args, **kwargs):
+        if name == "voxelmaps.torch_engine.ngtdm":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(engine.importlib, "import_module", without_ngtdm)
+    img, mask = edge_case_volume()
+    with pytest.raises(NotImplementedError, match="ngtdm.*pyradiomics"):
+        engine.compute_torch_maps(img, mask, (5.0, 1.0, 1.0), ["ngtdm_Busyness"])
+    maps, _ = engine.compute_torch_maps(img, mask, (5.0, 1.0, 1.0), ["glcm_Contrast"])
+    assert np.isfinite(maps[0][mask]).any()

@@ -48,7 +48,7 @@ def _default_features() -> list[str]:
 
         return list(FEATURE_NAMES)
     except ImportError:  # features.py is another layer's; fall back to the families' own lists
-        return [f"{fam}_{f}" for fam in ("firstorder", "glcm", "glrlm") for f in _family(fam).FEATURES]
+        return [f"{fam}_{f}" for fam in FAMILIES for f in _family(fam).FEATURES]
 
 
 def _group(features: list[str]) -> dict[str, list[str]]:

@@ -32,7 +32,8 @@ __all__ = ["DiscretisedROI", "bin_edges", "discretise_roi", "kernel_patches", "k
            "voxel_batches"]
 
 
-def bin_edges(roi_values: np.ndarray, bin_width: float = 25.0, bin_count: int | None = None) -> np.ndarray:
+def bin_edges(roi_values: np.ndarray, bin_width: float = 25.0,
+              bin_count: int | None = None) -> np.ndarray:
     """Bin edges exactly as PyRadiomics' ``imageoperations.getBinEdges`` computes them.
 
     Fixed width: edges at multiples of the width from the first multiple <= min up to past max
@@ -142,9 +143,9 @@ def kernel_patches(roi: DiscretisedROI, radius: int = 1, start: int = 0,
     # radius and kept, since batches call this many times.
     cache = roi.__dict__.setdefault("_padded", {})
     if radius not in cache:
-        cache[radius] = (
-            torch.nn.functional.pad(roi.levels, (radius, radius, radius, radius), value=0),
-            torch.nn.functional.pad(roi.values, (radius, radius, radius, radius), value=float("nan")))
+        pad = (radius, radius, radius, radius)
+        cache[radius] = (torch.nn.functional.pad(roi.levels, pad, value=0),
+                         torch.nn.functional.pad(roi.values, pad, value=float("nan")))
     levels, values = cache[radius]
     offsets = torch.arange(k, device=coords.device)
     centre = (coords[:, 0] * padded_y + coords[:, 1]) * padded_x + coords[:, 2]  # top-left corner

@@ -114,7 +114,7 @@ def compute(levels: torch.Tensor, n_levels: int, features, dtype: torch.dtype = 
     # Pairs (a, b) per angle, pair slot and window: (A, P, N), voxels last so that every step runs
     # over long contiguous rows. A pair with a voxel outside the kernel is (0, 0).
     flat = torch.cat([levels.reshape(n_vox, k * k).t().to(torch.int32),
-                      torch.zeros((1, n_vox), dtype=torch.int32, device=device)])  # row K*K: outside
+                      torch.zeros((1, n_vox), dtype=torch.int32, device=device)])  # K*K: outside
     a = flat[first]
     b = flat[second]
     valid = (a > 0) & (b > 0)

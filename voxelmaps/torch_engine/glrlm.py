@@ -144,7 +144,8 @@ def compute(levels: torch.Tensor, n_levels: int, features,
 
     def shared(key: torch.Tensor) -> torch.Tensor:
         """For every run start: the number of runs (of its angle) with the same key; (A, K*K, N)."""
-        count = torch.zeros(key.shape, dtype=torch.uint8 if k * k < 256 else torch.int32, device=device)
+        acc = torch.uint8 if k * k < 256 else torch.int32
+        count = torch.zeros(key.shape, dtype=acc, device=device)
         for q in range(k * k):
             count += (key == key[:, q:q + 1]) & start[:, q:q + 1]
         return count.to(dtype)
