@@ -26,6 +26,16 @@ def bundle_datalist(dataset_dir: str) -> list[dict]:
             if r.get("image") and r.get("mask")]
 
 
+def require_patients(dataset, dataset_dir: str) -> None:
+    """Stop `monai.bundle run` with a clear message when there is nothing to predict."""
+    from voxsurv.errors import InputError
+
+    if len(dataset) == 0:
+        raise InputError("no patients to predict: manifest.csv missing or empty", path=str(Path(dataset_dir) / "manifest.csv"),
+                         fix="pass --dataset_dir DIR with DIR/manifest.csv (patient_id, image, mask), or use voxsurv predict")
+    logger.info("predicting %d patient(s) from %s", len(dataset), Path(dataset_dir) / "manifest.csv")
+
+
 class PredictionsWriter:
     """Ignite handler: after each iteration (one patient) keep patient_id, risk, tier and S(t);
     at the end write ``output_dir/predictions.csv``."""
