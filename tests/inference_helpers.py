@@ -94,8 +94,11 @@ _SHARED: dict = {}
 def shared_tiny_bundle() -> Path:
     """One read-only tiny bundle (128 mm field of view) per test process, shared by test modules
     that only predict with it."""
+    import atexit
     import tempfile
 
     if "bundle" not in _SHARED:
-        _SHARED["bundle"] = make_tiny_bundle(Path(tempfile.mkdtemp(prefix="voxsurv-tiny-bundle-")), roi_size_mm=128.0)
+        root = Path(tempfile.mkdtemp(prefix="voxsurv-tiny-bundle-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        _SHARED["bundle"] = make_tiny_bundle(root, roi_size_mm=128.0)
     return _SHARED["bundle"]
