@@ -139,6 +139,8 @@ class VisionMambaSurv(nn.Module):
         if not torch.jit.is_tracing() and tuple(x.shape[-2:]) != (self.img_size, self.img_size):
             raise ValueError(f"expected {self.img_size}x{self.img_size} slices (position embedding "
                              f"size), got {tuple(x.shape[-2:])}")
+        if hasattr(x, "as_tensor"):  # MONAI MetaTensor: the scan allocates with new_empty, which
+            x = x.as_tensor()         # MetaTensor breaks; metadata is not needed past this point
         h = self.tokens(self.stem(x.float()))
         for block in self.blocks:
             h = block(h)

@@ -213,3 +213,14 @@ def test_network_learns_a_synthetic_hazard_with_the_cox_loss():
     print(f"Cox loss {losses[0]:.3f} -> {losses[-1]:.3f}, training C-index {c_index:.3f}")
     assert losses[-1] < losses[0] - 0.2
     assert c_index > 0.75
+
+
+def test_metatensor_input_gives_the_same_risk_as_a_plain_tensor():
+    """Bundles hand MONAI MetaTensors to the network; the scan must not choke on them."""
+    from monai.data import MetaTensor
+
+    torch.manual_seed(0)
+    net = VisionMambaSurv(in_channels=2, img_size=16, embed_dim=16, depth=1).eval()
+    x = torch.randn(2, 2, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(net(MetaTensor(x)), net(x))
