@@ -159,9 +159,12 @@ def test_metadata_has_the_bundle_specification_keys(bundle):
 
     meta = json.loads((REPO / "bundles" / bundle / "configs" / "metadata.json").read_text())
     for key in ("schema", "version", "changelog", "monai_version", "pytorch_version", "numpy_version",
-                "required_packages_version", "optional_packages_version", "task", "description", "authors",
+                "required_packages_version", "task", "description", "authors",
                 "copyright", "network_data_format", "intended_use", "data_source", "performance"):
         assert key in meta, key
+    # MONAI 1.6 maps the deprecated optional_packages_version onto required_packages_version when
+    # it loads metadata, so having it would silently replace the required list.
+    assert "optional_packages_version" not in meta
     assert meta["version"] in meta["changelog"]
     fmt = meta["network_data_format"]
     assert fmt["inputs"]["image"]["num_channels"] == 10 and fmt["outputs"]["pred"]["num_channels"] == 1
