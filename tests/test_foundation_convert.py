@@ -237,3 +237,16 @@ def test_dicom_seg_input_matches_reference(phantom, tmp_path):
     assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(res.mask_path))), ref)
     with pytest.raises(InputError, match=r"^patient p5: no segment matches 'heart' \(segments present: 'GTV-1'\)"):
         convert_patient(phantom / "dicom/image", None, "heart", tmp_path / "o2", patient_id="p5", seg=tmp_path / "seg.dcm")
+
+
+def test_reading_a_series_logs_no_dicom_uid(phantom, caplog):
+    """Logs may travel to shared systems: no Study/Series/SOP UID in them."""
+    import logging
+
+    from voxsurv.privacy import redact
+
+    with caplog.at_level(logging.DEBUG):
+        read_ct_series(phantom / "dicom" / "image")
+    assert caplog.records, "reading a series should say what it read"
+    for record in caplog.records:
+        assert redact(record.getMessage()) == record.getMessage(), record.getMessage()

@@ -91,7 +91,8 @@ class VoxsurvRiskOperator(Operator):
         spec.output("text")
 
     def compute(self, op_input, op_output, context):
-        from voxsurv.inference.predictor import RedactingFilter, RiskPredictor
+        from voxsurv.inference.predictor import RiskPredictor
+        from voxsurv.privacy import RedactingFilter
 
         for handler in logging.getLogger().handlers:  # keep UIDs out of the logs from here on
             if not any(isinstance(f, RedactingFilter) for f in handler.filters):

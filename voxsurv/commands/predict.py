@@ -29,7 +29,7 @@ def register(sub) -> None:
 def _setup_logging() -> None:
     import logging
 
-    from voxsurv.inference.predictor import RedactingFilter
+    from voxsurv.privacy import RedactingFilter
 
     root = logging.getLogger()
     if not root.handlers:
@@ -44,7 +44,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from voxsurv.errors import InputError
-    from voxsurv.inference.predictor import RiskPredictor, redact
+    from voxsurv.inference.predictor import RiskPredictor
+    from voxsurv.privacy import redact
 
     _setup_logging()
     modes = [bool(args.manifest), bool(args.image or args.mask), bool(args.ct_dir or args.rtstruct)]

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from voxsurv.errors import InputError
+from voxsurv.privacy import redact
 from voxsurv.inference.bundle_info import REPORT_TIMES_DAYS, InferenceInfo, sha256_file, sha256_files
 
 logger = logging.getLogger(__name__)
@@ -28,27 +29,6 @@ logger = logging.getLogger(__name__)
 REPORT_FILE, CAM_FILE, OVERLAY_FILE = "report.json", "gradcam.nii.gz", "overlay.png"
 EXCLUSION_COLUMNS = ("patient_id", "problem", "path", "fix", "message")
 PREDICTION_COLUMNS = ("patient_id", "risk", "tier", *(f"s_{t}" for t in REPORT_TIMES_DAYS))
-
-# DICOM UIDs are dot-separated digit groups (PS3.5 9.1); four or more groups never occur in our
-# own numbers (spacings, versions), so this keeps them out of logs, reports and exclusion lists.
-_UID = re.compile(r"(?<![\w.])\d+(?:\.\d+){3,}(?!\d)")
-
-
-def redact(text: str) -> str:
-    """``text`` with anything shaped like a DICOM UID replaced by ``<UID>``."""
-    return _UID.sub("<UID>", str(text))
-
-
-class RedactingFilter(logging.Filter):
-    """Logging filter that redacts DICOM UIDs from every record (installed by ``voxsurv predict``)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        clean = redact(msg)
-        if clean != msg:
-            record.msg, record.args = clean, None
-        return True
-
 
 def _input_error_in(exc: BaseException) -> InputError | None:
     from voxsurv.training.dataset import _input_error_in as find

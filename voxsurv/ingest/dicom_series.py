@@ -81,7 +81,7 @@ def pick_ct_series(series: dict[str, SeriesInfo], folder: str | Path, series_uid
                          "put the CT series the RTSTRUCT was drawn on in --ct-dir")
     if len(cts) > 1:
         chosen = max(cts.values(), key=lambda s: len(s.files))
-        log.warning("%s CT series in %s; using %s (%d slices)", len(cts), folder, chosen.uid, len(chosen.files))
+        log.warning("%s CT series in %s; using the one with most slices (%d)", len(cts), folder, len(chosen.files))
         return chosen
     return next(iter(cts.values()))
 
@@ -180,6 +180,6 @@ def read_ct_series(folder: str | Path, series_uid: str | None = None, patient_id
         raise InputError(f"CT values {lo:g}..{hi:g} do not fit int16 HU", patient_id, folder,
                          "check RescaleSlope/RescaleIntercept")
     hu = sitk.Cast(sitk.Round(img), sitk.sitkInt16)
-    log.info("CT series %s: %d slices, %s voxels of %s mm, HU %g..%g", info.uid, len(files), hu.GetSize(),
+    log.info("CT series: %d slices, %s voxels of %s mm, HU %g..%g", len(files), hu.GetSize(),
              tuple(round(s, 3) for s in hu.GetSpacing()), lo, hi)
     return hu
