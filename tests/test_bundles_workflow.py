@@ -1,7 +1,7 @@
 """The pretrain/finetune bundles, run for real on a tiny demo cohort with a tiny network.
 
-One module-scoped run of the main job (finetune train.yaml, which pre-trains first because no
-checkpoint exists) backs several acceptance lines: it completes and prints the test C-index,
+One module-scoped run of the main job (finetune train.yaml pointed at a pre-trained checkpoint
+that does not exist yet, so it pre-trains first on the demo source: the demo path) backs several acceptance lines: it completes and prints the test C-index,
 writes per-patient predictions, excludes the empty-mask patient, leaves frozen parameters
 untouched. Resume, the zero-event stop and config checks use the same cohort and cache.
 """
@@ -45,7 +45,8 @@ def cohort(tmp_path_factory):
 
 def _overrides(root: Path, **extra) -> list[str]:
     args = {"dataset_dir": root / "data", "cache_dir": root / "cache", "output_dir": root / "finetune",
-            "pretrain_output_dir": root / "pretrain", "max_epochs": 1, "pretrain_epochs": 1,
+            "pretrain_output_dir": root / "pretrain", "pretrained_checkpoint": root / "pretrain" / "models" / "model.pt",
+            "max_epochs": 1, "pretrain_epochs": 1,
             "frozen_blocks": 1, **TINY, **extra}
     out = []
     for k, v in args.items():
@@ -123,7 +124,8 @@ def test_zero_event_finetune_split_stops_before_training(cohort, tmp_path, capsy
     manifest.to_csv(path, index=False)
     wf = ConfigWorkflow(config_file=str(FINETUNE / "train.yaml"), workflow_type="train",
                         dataset_dir=str(cohort / "data"), manifest=str(path), output_dir=str(tmp_path / "ft"),
-                        pretrain_output_dir=str(tmp_path / "pt"), cache_dir=str(cohort / "cache"), **TINY)
+                        pretrain_output_dir=str(tmp_path / "pt"), cache_dir=str(cohort / "cache"),
+                        pretrained_checkpoint=str(tmp_path / "pt" / "models" / "model.pt"), **TINY)
     with pytest.raises(Exception) as info:
         wf.initialize()
     chain, exc = [], info.value
@@ -147,7 +149,8 @@ def test_configs_parse_and_check_properties_is_empty(main_run, cohort, bundle, e
     wf = ConfigWorkflow(config_file=files, workflow_type=kind, init_id="no_initialize",
                         meta_file=str(configs / "metadata.json"), logging_file=str(configs / "logging.conf"),
                         dataset_dir=str(cohort / "data"), output_dir=str(out), cache_dir=str(cohort / "cache"),
-                        pretrain_output_dir=str(cohort / "pretrain"), **TINY)
+                        pretrain_output_dir=str(cohort / "pretrain"),
+                        pretrained_checkpoint=str(cohort / "pretrain" / "models" / "model.pt"), **TINY)
     wf.initialize()
     assert wf.check_properties() == []
     assert Path(wf.bundle_root).resolve() == (REPO / "bundles" / bundle).resolve()
@@ -167,7 +170,10 @@ def test_metadata_has_the_bundle_specification_keys(bundle):
     assert "optional_packages_version" not in meta
     assert meta["version"] in meta["changelog"]
     fmt = meta["network_data_format"]
-    assert fmt["inputs"]["image"]["num_channels"] == 10 and fmt["outputs"]["pred"]["num_channels"] == 1
+    # the format describes the shipped network (models/model_info.json)
+    shipped = json.loads((REPO / "bundles" / bundle / "models" / "model_info.json").read_text())
+    assert fmt["inputs"]["image"]["num_channels"] == shipped["network"]["in_channels"] == 17
+    assert fmt["outputs"]["pred"]["num_channels"] == 1
     for name in ("LICENSE", "docs/README.md", "configs/multi_gpu_train.yaml", "configs/evaluate.yaml",
                  "configs/logging.conf"):
         assert (REPO / "bundles" / bundle / name).exists(), name

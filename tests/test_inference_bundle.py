@@ -42,7 +42,8 @@ def test_torchscript_export_equals_the_eager_network(bundle):
     eager = RiskPredictor(bundle).network.eval()
     extra = {"metadata.json": "", "inference.json": ""}
     scripted = torch.jit.load(str(ts_path), _extra_files=extra)
-    assert json.loads(extra["metadata.json"])["version"] == "0.1.0"  # MONAI embeds the bundle files
+    version = json.loads((BUNDLE / "configs" / "metadata.json").read_text())["version"]
+    assert json.loads(extra["metadata.json"])["version"] == version  # MONAI embeds the bundle files
     torch.manual_seed(3)
     x = torch.randn(5, eager.in_channels, eager.img_size, eager.img_size) * 3
     with torch.no_grad():

@@ -61,7 +61,10 @@ def test_report_has_risk_tier_survival_slices_version_and_hashes(nifti_run, pred
     assert s["s_730"] == pytest.approx(float(np.exp(-b.cumulative_hazard([730])[0] * np.exp(risk))))
     assert report["n_slices"] == len(report["slices"]) >= 5
     assert np.mean([sl["risk"] for sl in report["slices"]]) == pytest.approx(risk)
-    assert report["model"]["version"] == "0.1.0" and report["calibration_applies"] is True
+    from inference_helpers import BUNDLE
+
+    version = json.loads((BUNDLE / "configs" / "metadata.json").read_text())["version"]
+    assert report["model"]["version"] == version and report["calibration_applies"] is True
     assert report["model"]["weights_sha256"] == predictor.info.weights_sha256
     assert report["inputs"]["image"]["sha256"] == sha256_file(phantom["image"])
     assert report["inputs"]["mask"]["sha256"] == sha256_file(phantom["mask"])
