@@ -29,3 +29,15 @@ class InputError(ValueError):
         if self.patient_id:
             return self
         return InputError(self.problem, patient_id=patient_id, path=self.path, fix=self.fix)
+
+
+def input_error_in(exc: BaseException | None) -> InputError | None:
+    """The InputError behind `exc`, if any: MONAI's Compose and DataLoader wrap transform errors
+    (RuntimeError, chained), so batch jobs follow the cause/context chain (at most 10 links)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, InputError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from voxsurv.errors import InputError
+from voxsurv.errors import InputError, input_error_in
 from voxsurv.privacy import redact
 from voxsurv.inference.bundle_info import REPORT_TIMES_DAYS, InferenceInfo, sha256_file, sha256_files
 
@@ -29,11 +29,6 @@ logger = logging.getLogger(__name__)
 REPORT_FILE, CAM_FILE, OVERLAY_FILE = "report.json", "gradcam.nii.gz", "overlay.png"
 EXCLUSION_COLUMNS = ("patient_id", "problem", "path", "fix", "message")
 PREDICTION_COLUMNS = ("patient_id", "risk", "tier", *(f"s_{t}" for t in REPORT_TIMES_DAYS))
-
-def _input_error_in(exc: BaseException) -> InputError | None:
-    from voxsurv.training.dataset import _input_error_in as find
-
-    return find(exc)
 
 
 def _safe_name(patient_id: str) -> str:
@@ -167,7 +162,7 @@ class RiskPredictor:
         try:
             slices = self.preprocessing({"image": image_path, "mask": mask_path, "patient_id": pid})
         except Exception as exc:  # noqa: BLE001 - Compose wraps errors; only InputError is bad input
-            err = _input_error_in(exc)
+            err = input_error_in(exc)
             if err is None:
                 raise
             raise err.with_patient(pid) from None

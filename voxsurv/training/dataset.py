@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxsurv.errors import InputError
+from voxsurv.errors import InputError, input_error_in
 
 logger = logging.getLogger(__name__)
 
@@ -50,17 +50,6 @@ def selected_maps(path: str | Path | None = None) -> list[str]:
         raise InputError("no map names found", path=str(path),
                          fix='write a JSON list of feature names or {"selected": [...]}')
     return [str(n) for n in names]
-
-
-def _input_error_in(exc: BaseException) -> InputError | None:
-    """MONAI's Compose wraps transform errors in RuntimeError; find the InputError underneath."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, InputError):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return None
 
 
 def describe_transform(transform) -> list:
@@ -121,7 +110,7 @@ class _Guarded:
         try:
             return i, self.fn(i)
         except Exception as exc:  # noqa: BLE001
-            err = _input_error_in(exc)
+            err = input_error_in(exc)
             if err is None:
                 raise
             return i, InputError(err.problem, err.patient_id, err.path, err.fix)
