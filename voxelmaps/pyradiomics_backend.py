@@ -50,14 +50,20 @@ def check_inputs(image, mask, spacing) -> tuple[np.ndarray, np.ndarray, tuple[fl
     return image, roi, spacing
 
 
-def _to_sitk(image: np.ndarray, roi: np.ndarray, spacing_zyx):
+def _sitk_inputs(image, mask, spacing, settings: MapSettings):
+    """Checked image clipped to the settings' window (float64) and its ROI as SimpleITK images, on
+    one grid; also the ROI as a boolean (z, y, x) array."""
     import SimpleITK as sitk
 
-    img = sitk.GetImageFromArray(np.ascontiguousarray(image, dtype=np.float64))
-    img.SetSpacing(tuple(float(s) for s in spacing_zyx[::-1]))  # SimpleITK wants (x, y, z)
+    image, roi, spacing = check_inputs(image, mask, spacing)
+    image = image.astype(np.float64)
+    if settings.window is not None:
+        image = np.clip(image, *settings.window)
+    img = sitk.GetImageFromArray(np.ascontiguousarray(image))
+    img.SetSpacing(spacing[::-1])  # SimpleITK wants (x, y, z)
     msk = sitk.GetImageFromArray(roi.astype(np.uint8))
     msk.CopyInformation(img)
-    return img, msk
+    return img, msk, roi
 
 
 def _extractor(names: list[str], params: dict):
@@ -91,19 +97,15 @@ def compute_pyradiomics_maps(image, mask, spacing, features: str | Iterable[str]
     """
     settings = settings or MapSettings()
     names = resolve_features(features)
-    image, roi, spacing = check_inputs(image, mask, spacing)
-    image = image.astype(np.float64)
-    if settings.window is not None:
-        image = np.clip(image, *settings.window)
 
     import SimpleITK as sitk
 
-    img, msk = _to_sitk(image, roi, spacing)
+    img, msk, roi = _sitk_inputs(image, mask, spacing, settings)
     params = settings.to_pyradiomics()
     params["voxelBatch"] = int(voxel_batch)
     result = _extractor(names, params).execute(img, msk, voxelBased=True)
 
-    maps = np.full((len(names),) + image.shape, np.nan, dtype=np.float64)
+    maps = np.full((len(names),) + roi.shape, np.nan, dtype=np.float64)
     for i, name in enumerate(names):
         fmap = result.get(f"original_{name}")
         if fmap is None:  # the whole class failed; PyRadiomics logged why
@@ -123,10 +125,6 @@ def compute_pyradiomics_roi_features(image, mask, spacing,
     """Whole-ROI (segment-based) PyRadiomics values with the same settings, for IBSI checks."""
     settings = settings or MapSettings()
     names = resolve_features(features)
-    image, roi, spacing = check_inputs(image, mask, spacing)
-    image = image.astype(np.float64)
-    if settings.window is not None:
-        image = np.clip(image, *settings.window)
-    img, msk = _to_sitk(image, roi, spacing)
+    img, msk, _ = _sitk_inputs(image, mask, spacing, settings)
     result = _extractor(names, settings.to_pyradiomics()).execute(img, msk)
     return {name: float(result[f"original_{name}"]) for name in names}
