@@ -5,7 +5,6 @@ on the CT's slices, as for a SEG made from that CT)."""
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from voxsurv.errors import InputError
+from voxsurv.ingest.structure_name import match_structure
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +41,9 @@ def read_segment(path: str | Path, pattern: str, patient_id: str | None = None) 
     except Exception as exc:  # noqa: BLE001 - highdicom raises several types for non-SEG input
         raise InputError(f"file is not a readable DICOM SEG ({type(exc).__name__})", patient_id, path,
                          "give the segmentation (SEG) file") from exc
-    labels = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence}
-    listed = ", ".join(repr(v) for v in labels.values())
-    rx = re.compile(pattern, re.IGNORECASE)
-    hits = [n for n, lab in labels.items() if rx.search(lab)]
-    if len(hits) > 1:
-        full = [n for n in hits if rx.fullmatch(labels[n])]
-        hits = full if len(full) == 1 else hits
-    if not hits:
-        raise InputError(f"no segment matches {pattern!r} (segments present: {listed})", patient_id, path,
-                         "choose --roi from the labels listed")
-    if len(hits) > 1:
-        raise InputError(f"segment pattern {pattern!r} matches {len(hits)} segments: "
-                         f"{', '.join(repr(labels[n]) for n in hits)} (segments present: {listed})", patient_id, path,
-                         "make --roi specific, e.g. '^NAME$'")
-    number = hits[0]
+    segments = [(int(d.SegmentNumber), str(d.SegmentLabel)) for d in seg.SegmentSequence]
+    number, label = segments[match_structure([lab for _, lab in segments], pattern, "segment", "labels",
+                                             patient_id, path)]
     vol = seg.get_volume(segment_numbers=[number], combine_segments=True)
     arr = (np.asarray(vol.array) > 0).astype(np.uint8)  # axes (i, j, k) of vol.affine
     affine = np.asarray(vol.affine, dtype=np.float64)
@@ -70,7 +58,7 @@ def read_segment(path: str | Path, pattern: str, patient_id: str | None = None) 
     for ref in seg.get("ReferencedSeriesSequence", []):
         series = str(ref.SeriesInstanceUID)
         break
-    return SegSegment(labels[number], number, img, str(seg.get("FrameOfReferenceUID", "")) or None, series)
+    return SegSegment(label, number, img, str(seg.get("FrameOfReferenceUID", "")) or None, series)
 
 
 def segment_on_grid(segment: SegSegment, reference: sitk.Image, patient_id: str | None = None,

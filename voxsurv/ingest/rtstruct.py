@@ -8,7 +8,6 @@ hole (the even-odd rule planning systems use for rings and cavities)."""
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from pydicom.errors import InvalidDicomError
 from skimage.draw import polygon
 
 from voxsurv.errors import InputError
+from voxsurv.ingest.structure_name import match_structure
 
 log = logging.getLogger(__name__)
 
@@ -74,25 +74,7 @@ def select_roi(ds: pydicom.Dataset, pattern: str, patient_id: str | None = None,
     """The one ROI whose name matches ``pattern`` (case-insensitive regular expression, searched
     anywhere in the name; when several match, a name matching it entirely wins). InputError
     listing the ROI names present when none or several match."""
-    names = roi_names(ds)
-    listed = ", ".join(repr(n) for n in names) or "none"
-    try:
-        rx = re.compile(pattern, re.IGNORECASE)
-    except re.error as exc:
-        raise InputError(f"ROI pattern {pattern!r} is not a valid regular expression ({exc})", patient_id, path,
-                         "fix --roi") from exc
-    hits = [r for r in ds.StructureSetROISequence if rx.search(str(r.ROIName))]
-    if len(hits) > 1:
-        full = [r for r in hits if rx.fullmatch(str(r.ROIName))]
-        hits = full if len(full) == 1 else hits
-    if not hits:
-        raise InputError(f"no ROI matches {pattern!r} (ROIs present: {listed})", patient_id, path,
-                         "choose --roi from the names listed")
-    if len(hits) > 1:
-        raise InputError(f"ROI pattern {pattern!r} matches {len(hits)} ROIs: "
-                         f"{', '.join(repr(str(r.ROIName)) for r in hits)} (ROIs present: {listed})", patient_id, path,
-                         "make --roi specific, e.g. '^NAME$'")
-    roi = hits[0]
+    roi = ds.StructureSetROISequence[match_structure(roi_names(ds), pattern, "ROI", "names", patient_id, path)]
     number = int(roi.ROINumber)
     contours, types = [], []
     for rc in ds.get("ROIContourSequence", []):
