@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from voxsurv.commands import reports_bad_input
+
 log = logging.getLogger(__name__)
 
 
@@ -43,19 +45,8 @@ def _days(text: str | None):
     return values
 
 
+@reports_bad_input
 def run(args) -> int:
-    import sys
-
-    from voxsurv.errors import InputError
-
-    try:
-        return _evaluate(args)
-    except InputError as err:  # bad input: say what and how to fix, no traceback
-        print(f"INVALID: {err}", file=sys.stderr)
-        return 1
-
-
-def _evaluate(args) -> int:
     import json
     from pathlib import Path
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from voxsurv.commands import reports_bad_input
+
 log = logging.getLogger(__name__)
 
 #: columns of a voxsurv manifest that describe files, not patients
@@ -24,19 +26,8 @@ def register(sub) -> None:
     p.set_defaults(handler=run)
 
 
+@reports_bad_input
 def run(args) -> int:
-    import sys
-
-    from voxsurv.errors import InputError
-
-    try:
-        return _table1(args)
-    except InputError as err:  # bad input: say what and how to fix, no traceback
-        print(f"INVALID: {err}", file=sys.stderr)
-        return 1
-
-
-def _table1(args) -> int:
     from pathlib import Path
 
     import pandas as pd
