@@ -14,8 +14,6 @@ level and spread (a more heterogeneous tumour, a denser one) that a survival mod
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from voxsurv.errors import InputError
+from voxsurv.jsonfile import write_json_atomic
 
 STATS_FORMAT = "voxsurv-map-statistics/1"
 
@@ -178,13 +177,7 @@ class MapStatistics:
 
     def save(self, path: str | Path) -> Path:
         """Write JSON atomically (temporary file + rename). Floats round-trip exactly."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.to_dict(), f, indent=1)
-        os.replace(tmp, path)
-        return path
+        return write_json_atomic(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> "MapStatistics":

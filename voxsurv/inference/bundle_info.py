@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from voxsurv.errors import InputError
+from voxsurv.jsonfile import write_json_atomic
 
 INFO_FORMAT = "voxsurv-inference-info/1"
 INFO_FILE = "inference_info.json"
@@ -106,14 +105,7 @@ class InferenceInfo:
 
     def save(self, path: str | Path) -> Path:
         """Atomic JSON write (temporary file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.to_dict(), f, indent=1)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
-        os.replace(tmp, path)
-        return path
+        return write_json_atomic(path, self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict) -> "InferenceInfo":
