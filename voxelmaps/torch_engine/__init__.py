@@ -18,6 +18,7 @@ import inspect
 import numpy as np
 import torch
 
+from voxelmaps.features import FEATURE_NAMES
 from voxelmaps.torch_engine.common import discretise_roi, kernel_patches, voxel_batches
 
 __all__ = ["FAMILIES", "compute_torch_maps"]
@@ -40,15 +41,6 @@ def _family(name: str):
         raise NotImplementedError(
             f"the torch engine has no {name} family yet (voxelmaps/torch_engine/{name}.py); "
             f"use backend='pyradiomics' for {name} maps or leave the {name} features out") from err
-
-
-def _default_features() -> list[str]:
-    try:
-        from voxelmaps.features import FEATURE_NAMES
-
-        return list(FEATURE_NAMES)
-    except ImportError:  # features.py is another layer's; fall back to the families' own lists
-        return [f"{fam}_{f}" for fam in FAMILIES for f in _family(fam).FEATURES]
 
 
 def _group(features: list[str]) -> dict[str, list[str]]:
@@ -90,7 +82,7 @@ def compute_torch_maps(image, mask, spacing=(5.0, 1.0, 1.0), features=None, radi
         (maps, names): maps (F, z, y, x) numpy in ``dtype``, NaN outside the ROI (and where
         PyRadiomics gives NaN inside it, e.g. GLCM of an isolated voxel); names as requested.
     """
-    names = list(features) if features is not None else _default_features()
+    names = list(features if features is not None else FEATURE_NAMES)
     groups = _group(names)
     modules = {family: _family(family) for family in groups}
     for family, feats in groups.items():
