@@ -14,7 +14,7 @@ carried as a float in the label tensor, exact up to 2**24.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -107,9 +107,3 @@ class ConcordanceIndex(IgniteMetricHandler):
     @property
     def patient_table(self) -> dict | None:
         return self.metric_fn.patient_table  # type: ignore[attr-defined]
-
-
-def label_with_patient(label: torch.Tensor, patient_number: Sequence[int] | torch.Tensor) -> torch.Tensor:
-    """Append the patient column to a (B, 2) `[time, event]` label (used by evaluators' batch prep)."""
-    pn = torch.as_tensor(patient_number, dtype=label.dtype, device=label.device).reshape(-1, 1)
-    return torch.cat([label.reshape(label.shape[0], -1)[:, :2], pn], dim=1)
