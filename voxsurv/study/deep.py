@@ -47,13 +47,6 @@ def patient_volume(image_path: str, mask_path: str, patient_id: str, maps_file: 
     return {"patient_id": patient_id, "ct": ct, "mask": roi, "maps": maps}
 
 
-def fit_map_statistics(volumes: list[dict], features: list[str]):
-    """voxelmaps.normalise.MapStatistics (cohort z-score + bins) over the given patients' ROIs."""
-    from voxelmaps.normalise import MapStatistics
-
-    return MapStatistics.fit(((v["maps"], v["mask"]) for v in volumes), list(features))
-
-
 def _xyz(a: np.ndarray) -> torch.Tensor:
     """(C, z, y, x) numpy -> (C, x, y, z) MetaTensor with the 1 x 1 x 5 mm affine (MONAI layout)."""
     from monai.data import MetaTensor
