@@ -6,7 +6,6 @@ slope/intercept applied (HU)."""
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
