@@ -260,11 +260,18 @@ class SurvivalSlices:
         for i, value in _parallel_map(load, len(todo), self.workers, f"{role} patients preprocessed"):
             r = todo[i]
             if isinstance(value, InputError):
-                err = value.with_patient(r.patient_id)
-                logger.warning("excluded: %s", err)
-                self.excluded.append({"patient_id": r.patient_id, "role": role, "problem": str(err)})
+                self._exclude(r.patient_id, role, value)
                 continue
             self._volumes[r.patient_number] = {k: _from_portable(v) for k, v in value.items()}
+        self._write_exclusions()
+
+    def _exclude(self, patient_id: str, role: str, err: InputError) -> None:
+        """Log a patient left out for bad input and keep it for excluded_patients.csv."""
+        err = err.with_patient(patient_id)
+        logger.warning("excluded: %s", err)
+        self.excluded.append({"patient_id": patient_id, "role": role, "problem": str(err)})
+
+    def _write_exclusions(self) -> None:
         if self.excluded:
             import pandas as pd
 
@@ -319,18 +326,13 @@ class SurvivalSlices:
         for i, value in _parallel_map(cut, len(rows), self.workers, f"{role} patients sliced"):
             r = rows[i]
             if isinstance(value, InputError):
-                err = value.with_patient(r.patient_id)
-                logger.warning("excluded: %s", err)
-                self.excluded.append({"patient_id": r.patient_id, "role": role, "problem": str(err)})
+                self._exclude(r.patient_id, role, value)
                 continue
             for arr, k in value:
                 out.append({"image": torch.from_numpy(arr),
                             "label": torch.tensor([r.time_days, r.event, r.patient_number], dtype=torch.float32),
                             "patient_id": r.patient_id, "slice_index": k})
-        if self.excluded:
-            import pandas as pd
-
-            pd.DataFrame(self.excluded).to_csv(self.output_dir / "excluded_patients.csv", index=False)
+        self._write_exclusions()
         n_pat = len({s["patient_id"] for s in out})
         logger.info("%s: %d slices from %d patients", role, len(out), n_pat)
         if not out:
