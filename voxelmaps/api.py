@@ -65,7 +65,7 @@ def compute_maps(image, mask, spacing, features: str | Iterable[str] | None = No
 
 
 def _torch_maps(image, mask, spacing, names, settings: MapSettings, device, voxel_batch):
-    from voxelmaps.pyradiomics_backend import check_inputs
+    from voxelmaps.inputs import check_inputs
 
     image, roi, spacing = check_inputs(image, mask, spacing)
     if not (settings.force2d and settings.masked_kernel):
