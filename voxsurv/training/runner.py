@@ -84,8 +84,7 @@ def ensure_demo_cohort(dataset_dir: str, manifest: str, **demo_kwargs) -> str:
     return str(path)
 
 
-def ensure_pretrained(checkpoint: str, pretrain_bundle: str, overrides: dict | None = None,
-                      log_file: str | None = None) -> str:
+def ensure_pretrained(checkpoint: str, pretrain_bundle: str, overrides: dict | None = None) -> str:
     """Return `checkpoint`; when it does not exist, run the pre-training bundle (a subprocess of
     `python -m monai.bundle run`) with `overrides` first, printing what it does."""
     ckpt = Path(checkpoint)
