@@ -71,6 +71,21 @@ EXCLUDED: dict[str, str] = {
 }
 
 
+def family_features(family: str, features: Iterable[str] | None = None) -> list[str]:
+    """Feature names (no class prefix) of one family, checked against its list; None = all.
+
+    The engines call this, so the list above is the only place a family's features are named.
+    """
+    available = FEATURE_CLASSES[family]
+    if features is None:
+        return list(available)
+    features = list(features)
+    unknown = [f for f in features if f not in available]
+    if unknown:
+        raise ValueError(f"unknown {family} feature(s) {unknown}; available: {list(available)}")
+    return features
+
+
 def split_name(name: str) -> tuple[str, str]:
     """'glcm_Contrast' -> ('glcm', 'Contrast')."""
     cls, _, feat = name.partition("_")

@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import torch
 
+from voxelmaps.features import FEATURE_CLASSES, family_features
 from voxelmaps.torch_engine.common import kernel_order
 
-FEATURES = (
-    "10Percentile", "90Percentile", "Energy", "Entropy", "InterquartileRange", "Kurtosis",
-    "Maximum", "Mean", "MeanAbsoluteDeviation", "Median", "Minimum", "Range",
-    "RobustMeanAbsoluteDeviation", "RootMeanSquared", "Skewness", "Uniformity", "Variance",
-)
+FEATURES: tuple[str, ...] = FEATURE_CLASSES["firstorder"]
 
 
 def _pairwise_sum(rows: list[torch.Tensor]) -> torch.Tensor:
@@ -108,9 +105,7 @@ def compute(values: torch.Tensor, levels: torch.Tensor, n_levels: int, features,
     Returns:
         name -> (N,) tensor in ``values.dtype``.
     """
-    unknown = set(features) - set(FEATURES)
-    if unknown:
-        raise ValueError(f"unknown first-order features: {sorted(unknown)}")
+    features = family_features("firstorder", features)
     n_vox, k, _ = values.shape
     order = torch.tensor(kernel_order((k - 1) // 2), device=values.device)
     # Voxels last, positions in PyRadiomics' kernel order: (K*K, N).

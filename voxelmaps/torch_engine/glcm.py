@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import torch
 
-FEATURES = (
-    "Autocorrelation", "JointAverage", "ClusterProminence", "ClusterShade", "ClusterTendency",
-    "Contrast", "Correlation", "DifferenceAverage", "DifferenceEntropy", "DifferenceVariance",
-    "JointEnergy", "JointEntropy", "Imc1", "Imc2", "Idm", "Idmn", "Id", "Idn",
-    "InverseVariance", "MaximumProbability", "SumEntropy", "SumSquares",
-)
+from voxelmaps.features import FEATURE_CLASSES, family_features
+
+FEATURES: tuple[str, ...] = FEATURE_CLASSES["glcm"]
 
 #: In-plane (dy, dx) offsets, PyRadiomics' 2D angles at distance 1 (one per direction pair).
 ANGLES = ((1, 1), (1, 0), (1, -1), (0, 1))
@@ -95,9 +92,7 @@ def compute(levels: torch.Tensor, n_levels: int, features, dtype: torch.dtype = 
     Returns:
         name -> (N,) tensor.
     """
-    unknown = set(features) - set(FEATURES)
-    if unknown:
-        raise ValueError(f"unknown GLCM features: {sorted(unknown)}")
+    features = family_features("glcm", features)
     want = set(features)
     device = levels.device
     n_vox, k, _ = levels.shape

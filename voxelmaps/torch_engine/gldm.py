@@ -14,21 +14,14 @@ from __future__ import annotations
 
 import torch
 
+from voxelmaps.features import FEATURE_CLASSES, family_features
 from voxelmaps.torch_engine.kernel_neighbours import (
     OFFSETS_2D, check_levels, distinct_key_sum, in_chunks, neighbour_shifts, position_major,
-    select_features,
 )
 
 #: PyRadiomics' 14 default GLDM features (GrayLevelNonUniformityNormalized and
 #: DependencePercentage are deprecated there and not computed).
-FEATURES: tuple[str, ...] = (
-    "DependenceEntropy", "DependenceNonUniformity", "DependenceNonUniformityNormalized",
-    "DependenceVariance", "GrayLevelNonUniformity", "GrayLevelVariance",
-    "HighGrayLevelEmphasis", "LargeDependenceEmphasis",
-    "LargeDependenceHighGrayLevelEmphasis", "LargeDependenceLowGrayLevelEmphasis",
-    "LowGrayLevelEmphasis", "SmallDependenceEmphasis",
-    "SmallDependenceHighGrayLevelEmphasis", "SmallDependenceLowGrayLevelEmphasis",
-)
+FEATURES: tuple[str, ...] = FEATURE_CLASSES["gldm"]
 
 _EPS = 2.220446049250313e-16  # numpy.spacing(1), PyRadiomics' entropy epsilon
 
@@ -126,7 +119,7 @@ def compute(levels: torch.Tensor, n_levels: int, features: list[str] | None = No
         {name: (N,) tensor of `dtype` on levels' device}.
     """
     check_levels(levels)
-    names = select_features(features, FEATURES, "gldm")
+    names = family_features("gldm", features)
     n_levels = int(levels.max()) + 1 if levels.numel() else 1  # level numbers 0 .. max
     return in_chunks(levels, chunk_size,
                      lambda part: _compute_chunk(part, names, dtype, int(alpha), n_levels), names, dtype)

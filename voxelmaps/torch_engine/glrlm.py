@@ -17,14 +17,9 @@ from __future__ import annotations
 
 import torch
 
-FEATURES = (
-    "GrayLevelNonUniformity", "GrayLevelNonUniformityNormalized", "GrayLevelVariance",
-    "HighGrayLevelRunEmphasis", "LongRunEmphasis", "LongRunHighGrayLevelEmphasis",
-    "LongRunLowGrayLevelEmphasis", "LowGrayLevelRunEmphasis", "RunEntropy",
-    "RunLengthNonUniformity", "RunLengthNonUniformityNormalized", "RunPercentage",
-    "RunVariance", "ShortRunEmphasis", "ShortRunHighGrayLevelEmphasis",
-    "ShortRunLowGrayLevelEmphasis",
-)
+from voxelmaps.features import FEATURE_CLASSES, family_features
+
+FEATURES: tuple[str, ...] = FEATURE_CLASSES["glrlm"]
 
 #: In-plane (dy, dx) run directions, PyRadiomics' 2D angles.
 ANGLES = ((1, 1), (1, 0), (1, -1), (0, 1))
@@ -73,9 +68,7 @@ def compute(levels: torch.Tensor, n_levels: int, features,
     Returns:
         name -> (N,) tensor.
     """
-    unknown = set(features) - set(FEATURES)
-    if unknown:
-        raise ValueError(f"unknown GLRLM features: {sorted(unknown)}")
+    features = family_features("glrlm", features)
     want = set(features)
     device = levels.device
     n, k, _ = levels.shape

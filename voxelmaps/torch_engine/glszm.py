@@ -15,18 +15,12 @@ from __future__ import annotations
 
 import torch
 
+from voxelmaps.features import FEATURE_CLASSES, family_features
 from voxelmaps.torch_engine.kernel_neighbours import (
-    check_levels, distinct_key_sum, in_chunks, neighbour_shifts, position_major, select_features,
-)
+    check_levels, distinct_key_sum, in_chunks, neighbour_shifts, position_major, )
 
 #: PyRadiomics' 16 default GLSZM features.
-FEATURES: tuple[str, ...] = (
-    "GrayLevelNonUniformity", "GrayLevelNonUniformityNormalized", "GrayLevelVariance",
-    "HighGrayLevelZoneEmphasis", "LargeAreaEmphasis", "LargeAreaHighGrayLevelEmphasis",
-    "LargeAreaLowGrayLevelEmphasis", "LowGrayLevelZoneEmphasis", "SizeZoneNonUniformity",
-    "SizeZoneNonUniformityNormalized", "SmallAreaEmphasis", "SmallAreaHighGrayLevelEmphasis",
-    "SmallAreaLowGrayLevelEmphasis", "ZoneEntropy", "ZonePercentage", "ZoneVariance",
-)
+FEATURES: tuple[str, ...] = FEATURE_CLASSES["glszm"]
 
 _EPS = 2.220446049250313e-16  # numpy.spacing(1), PyRadiomics' entropy epsilon
 
@@ -155,7 +149,7 @@ def compute(levels: torch.Tensor, n_levels: int, features: list[str] | None = No
         {name: (N,) tensor of `dtype` on levels' device}.
     """
     check_levels(levels)
-    names = select_features(features, FEATURES, "glszm")
+    names = family_features("glszm", features)
     n_levels = int(levels.max()) + 1 if levels.numel() else 1  # level numbers 0 .. max
     return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype, n_levels),
                      names, dtype)

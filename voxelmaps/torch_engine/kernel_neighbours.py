@@ -105,16 +105,6 @@ def position_pairs(m: int, device: torch.device | str) -> tuple[torch.Tensor, to
     return p.to(device), q.to(device)
 
 
-def select_features(features, available: tuple[str, ...], family: str) -> list[str]:
-    """Requested feature names (None = all), checked against the family's list."""
-    if features is None:
-        return list(available)
-    unknown = [f for f in features if f not in available]
-    if unknown:
-        raise ValueError(f"unknown {family} feature(s) {unknown}; available: {list(available)}")
-    return list(features)
-
-
 def in_chunks(levels: torch.Tensor, chunk_size: int, fn, names: list[str], dtype: torch.dtype):
     """Apply `fn(levels_chunk) -> dict` over voxel chunks, bounding memory to a few
     (K^4 x chunk) pairwise tensors (K = 3, 16384 voxels: ~1.3 MB each)."""

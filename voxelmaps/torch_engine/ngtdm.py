@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import torch
 
+from voxelmaps.features import FEATURE_CLASSES, family_features
 from voxelmaps.torch_engine.kernel_neighbours import (
     check_levels, group_stats, in_chunks, neighbour_shifts, position_major, position_pairs,
-    select_features,
 )
 
 #: PyRadiomics' 5 NGTDM features.
-FEATURES: tuple[str, ...] = ("Busyness", "Coarseness", "Complexity", "Contrast", "Strength")
+FEATURES: tuple[str, ...] = FEATURE_CLASSES["ngtdm"]
 
 
 def neighbourhood_difference(grid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -132,7 +132,7 @@ def compute(levels: torch.Tensor, n_levels: int, features: list[str] | None = No
         {name: (N,) tensor of `dtype` on levels' device}.
     """
     check_levels(levels)
-    names = select_features(features, FEATURES, "ngtdm")
+    names = family_features("ngtdm", features)
     n_keys = int(levels.max()) + 1 if levels.numel() else 1
     return in_chunks(levels, chunk_size, lambda part: _compute_chunk(part, names, dtype, n_keys),
                      names, dtype)
