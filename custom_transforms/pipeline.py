@@ -52,7 +52,7 @@ def _feature_list(features) -> list[str]:
     return resolve_features(features)
 
 
-def volume_preprocessing(features: str | Sequence[str] | None = None, pixdim: Sequence[float] = PAPER_PIXDIM,
+def volume_preprocessing(features: str | Sequence[str] | None = None, pixdim: Sequence[float] | None = PAPER_PIXDIM,
                          maps_backend: str = "torch", maps_cache_dir: str | Path | None = None,
                          image_key: str = "image", mask_key: str = "mask", load: bool = True,
                          maps_settings=None, maps_device: str | None = None) -> Compose:
@@ -71,7 +71,8 @@ def volume_preprocessing(features: str | Sequence[str] | None = None, pixdim: Se
 
     Args:
         features: map names/classes (voxelmaps.features), None = all 90, [] = no maps.
-        pixdim: voxel size after resampling, mm (x, y, z); the paper's 1 x 1 x 5.
+        pixdim: voxel size after resampling, mm (x, y, z); the paper's 1 x 1 x 5. None keeps the
+            image's own grid (the mask must lie on it).
         maps_backend: "torch" or "pyradiomics".
         maps_cache_dir: content-addressed maps cache (voxelmaps.cache); None computes every call.
         image_key, mask_key: keys of the CT and the tumour mask (file paths when ``load``).
@@ -84,9 +85,10 @@ def volume_preprocessing(features: str | Sequence[str] | None = None, pixdim: Se
     transforms = []
     if load:
         transforms += [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys)]
-    transforms += [PatientIdd(image_key),
-                   ResampleToSpacingd(keys, pixdim=tuple(pixdim), mode=("bilinear", "nearest")),
-                   TumourDescriptorsd(image_key, mask_key=mask_key)]
+    transforms.append(PatientIdd(image_key))
+    if pixdim is not None:
+        transforms.append(ResampleToSpacingd(keys, pixdim=tuple(pixdim), mode=("bilinear", "nearest")))
+    transforms.append(TumourDescriptorsd(image_key, mask_key=mask_key))
     names = _feature_list(features)
     if names:
         transforms.append(VoxelRadiomicsMapsd(image_key, mask_key=mask_key, output_key="maps", features=names,

@@ -44,16 +44,18 @@ class TumourStack(Transform):
 
     Field of view (one per patient, square in mm): side = max(``min_fov_mm``, (1 + 2 x
     ``fov_margin``) x the largest in-plane tumour extent (bounding-box side, mm) over the kept
-    slices). Each slice is cropped around the centre of its own tumour bounding box (integer voxel
-    box, 0 outside the volume) and resized with anti-aliased bilinear interpolation.
+    slices), rounded up to whole voxels. Each slice is cropped around the centre of its own tumour
+    bounding box (integer voxel box, 0 outside the volume) and resized with anti-aliased bilinear
+    interpolation: every slice of a patient has the same pixel size, so tumour area is kept.
 
     Meta of the output: ``channel_names`` (when given), ``slice_indices`` (S,) int64 z-index in
     the volume, ``crop_boxes`` (S, 4) int64 = x0, y0, width_x, width_y in voxels of the volume
-    (paste back: the stack's pixel (i, j) of slice s covers volume voxels x0 + i x width_x / H...),
-    ``fov_mm``, ``tumour_cut_slices`` (kept slices with tumour voxels outside their box: 0 by
-    construction), ``tumour_area_mm2`` (S,), ``volume_affine`` (4, 4) and ``volume_spatial_shape``
-    (3,) of the input grid. The stack's own affine has the in-plane pixel size fov_mm / img_size
-    and the input's slice step.
+    (paste back: resize a (H, W) slice map to (width_x, width_y) and add it at [x0:, y0:] of
+    slice ``slice_indices[s]``; parts outside the volume drop), ``fov_mm`` (the crop's side),
+    ``tumour_cut_slices`` (kept slices with tumour voxels outside their box: 0 by construction),
+    ``tumour_area_mm2`` (S,), ``volume_affine`` (4, 4) and ``volume_spatial_shape`` (3,) of the
+    input grid. The stack's own affine has the in-plane pixel size fov_mm / img_size and the
+    input's slice step.
 
     Args:
         img_size: output in-plane size in pixels (H = W).
@@ -92,8 +94,9 @@ class TumourStack(Transform):
             xs, ys = np.nonzero(roi[:, :, k])
             boxes.append((xs.min(), xs.max(), ys.min(), ys.max()))
         extent = max([max((x1 - x0 + 1) * px, (y1 - y0 + 1) * py) for x0, x1, y0, y1 in boxes], default=0.0)
-        fov_mm = max(self.min_fov_mm, (1.0 + 2.0 * self.fov_margin) * extent)
-        nx, ny = math.ceil(fov_mm / px - 1e-6), math.ceil(fov_mm / py - 1e-6)
+        side_mm = max(self.min_fov_mm, (1.0 + 2.0 * self.fov_margin) * extent)
+        nx, ny = math.ceil(side_mm / px - 1e-6), math.ceil(side_mm / py - 1e-6)
+        fov_mm = nx * px  # the crop's real side: the requested one rounded up to whole voxels
         crop_boxes, cut = [], 0
         for k, (x0, x1, y0, y1) in zip(keep, boxes):
             bx = int(math.floor((x0 + x1) / 2.0 - (nx - 1) / 2.0 + 0.5))
@@ -124,8 +127,7 @@ class TumourStack(Transform):
         stack = crops.permute(1, 2, 3, 0).contiguous()  # (C, H, W, S)
         volume_affine = torch.as_tensor(img.affine if isinstance(img, MetaTensor) else np.eye(4),
                                         dtype=torch.float64)
-        step = plan["fov_mm"] / self.img_size
-        _, _, pz = voxel_spacing(img) if isinstance(img, MetaTensor) else (1.0, 1.0, 1.0)
+        px, py, pz = voxel_spacing(img) if isinstance(img, MetaTensor) else (1.0, 1.0, 1.0)
         meta = {k: v for k, v in (getattr(img, "meta", None) or {}).items()
                 if k in ("filename_or_obj", "patient_id")}
         meta.update({
@@ -139,7 +141,8 @@ class TumourStack(Transform):
             if len(self.channel_names) != t.shape[0]:
                 raise ValueError(f"{len(self.channel_names)} channel names for {t.shape[0]} channels")
             meta["channel_names"] = list(self.channel_names)
-        affine = torch.diag(torch.tensor([step, step, pz, 1.0], dtype=torch.float64))
+        affine = torch.diag(torch.tensor([nx * px / self.img_size, ny * py / self.img_size, pz, 1.0],
+                                         dtype=torch.float64))
         return MetaTensor(stack, affine=affine, meta=meta)
 
     def __call__(self, img: NdarrayOrTensor, mask: NdarrayOrTensor) -> MetaTensor:
@@ -196,7 +199,7 @@ def _take_slices(stack: NdarrayOrTensor, positions: torch.Tensor) -> NdarrayOrTe
     """Slices ``positions`` (last axis) of a (C, H, W, S) stack; per-slice meta follows."""
     out = stack[..., positions] if isinstance(stack, torch.Tensor) else torch.as_tensor(stack)[..., positions]
     if isinstance(stack, MetaTensor):
-        out = MetaTensor(out.as_tensor(), affine=stack.affine, meta=dict(stack.meta))
+        out = MetaTensor(out.as_tensor(), meta=dict(stack.meta))  # the meta holds the affine
         for key in ("slice_indices", "crop_boxes", "tumour_area_mm2"):
             if key in out.meta:
                 out.meta[key] = torch.as_tensor(out.meta[key])[positions]
