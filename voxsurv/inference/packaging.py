@@ -6,9 +6,8 @@ preprocessing settings of training, and -- from the TRAINING patients' risks rec
 packaged weights through this bundle's own pipeline -- the Breslow baseline, the tier cut-offs and
 the training risk range.
 
-    # a finetune (or pretrain) bundle's output folder
-    python -m voxsurv.inference.packaging --training-output bundles/finetune/outputs \
-        --manifest demo_data/manifest.csv --bundle bundles/inference
+    # a finetune (or pretrain) bundle's output folder (its settings and training patients are read there)
+    python -m voxsurv.inference.packaging --training-output bundles/finetune/outputs --bundle bundles/inference
     # an assembled ensemble file (the study), with its statistics and settings
     python -m voxsurv.inference.packaging --weights ensemble.pt --map-statistics map_statistics.json \
         --features-file selected_maps.json --manifest manifest.csv --training-split train --bundle bundles/inference
@@ -40,9 +39,8 @@ logger = logging.getLogger(__name__)
 #: patient_preprocessing's defaults (custom_transforms.pipeline), i.e. what training uses unless told otherwise
 DEFAULT_PREPROCESSING = {"pixdim": [1.0, 1.0, 5.0], "img_size": 48, "min_area_mm2": 10.0, "fov_margin": 0.15,
                          "min_fov_mm": 20.0, "hu_window": [250.0, 30.0], "maps_backend": "torch"}
-#: files of a training bundle's output folder (voxsurv.training): final weights, map statistics, resolved settings
-OUTPUT_WEIGHTS, OUTPUT_STATISTICS = "models/model.pt", "map_statistics.json"
-OUTPUT_CONFIGS = ("config_resolved.json", "configs/config_resolved.json")
+#: files of a training bundle's output folder (voxsurv.training): final weights, map statistics, run settings
+OUTPUT_WEIGHTS, OUTPUT_STATISTICS, OUTPUT_SETTINGS = "models/model.pt", "map_statistics.json", "run_settings.json"
 
 
 def read_state_dict(path: str | Path) -> dict:
@@ -88,12 +86,34 @@ def as_ensemble(state: dict, path: str | Path | None = None):
 
 
 def read_training_settings(output_dir: str | Path) -> dict:
-    """Settings a training run recorded in its output folder (the resolved config), {} when none."""
-    for name in OUTPUT_CONFIGS:
-        path = Path(output_dir) / name
-        if path.is_file():
-            return json.loads(path.read_text())
-    return {}
+    """What a training run recorded about itself (``run_settings.json``: features, preprocessing,
+    network, manifest, splits, seed; voxsurv.training.run_record)."""
+    path = Path(output_dir) / OUTPUT_SETTINGS
+    if not path.is_file():
+        raise InputError("not a voxsurv training output (no run_settings.json)", path=str(path),
+                         fix="pass the output_dir of a pretrain/finetune bundle run, or use --weights with "
+                             "--map-statistics, --features-file and the settings")
+    return json.loads(path.read_text())
+
+
+def run_training_patients(settings: dict, manifest: str | Path | None = None):
+    """The rows a training run trained on, assigned exactly as its data module did
+    (voxsurv.training.patients.SurvivalPatients: cohort, split column or drawn split, CV fold)."""
+    import tempfile
+
+    from voxsurv.training.patients import SurvivalPatients
+
+    manifest = manifest or settings.get("manifest")
+    if not manifest:
+        raise InputError("the run's settings name no manifest", fix="pass --manifest")
+    splits = settings.get("splits", {})
+    with tempfile.TemporaryDirectory() as tmp:
+        data = SurvivalPatients(manifest, None, None, cache_dir=tmp, output_dir=tmp, cohort=settings.get("cohort"),
+                                train_split=splits.get("train", "train"), val_split=splits.get("val"),
+                                test_split=splits.get("test"), fold=splits.get("fold"),
+                                n_folds=int(splits.get("n_folds", 5)), seed=int(settings.get("seed", 0)),
+                                finetune_fraction=float(settings.get("finetune_fraction", 0.2)))
+        return data.patients("train")
 
 
 def training_patients(manifest: str | Path, splits: list[str] | None = None, patient_ids=None,
@@ -235,21 +255,41 @@ def package(weights: str | Path, bundle: str | Path, manifest: str | Path, map_s
     return path
 
 
-def package_training_output(output_dir: str | Path, bundle: str | Path, manifest: str | Path, **kwargs) -> Path:
-    """:func:`package` for a training bundle's output folder: ``models/model.pt``,
-    ``map_statistics.json``, the run's settings (its resolved config, when written) and
-    ``splits.csv`` when the run drew its split; keyword arguments override."""
+def package_training_output(output_dir: str | Path, bundle: str | Path, manifest: str | Path | None = None,
+                            **kwargs) -> Path:
+    """:func:`package` for a pretrain/finetune bundle's output folder: its final ``models/model.pt``,
+    ``map_statistics.json``, the settings it recorded (``run_settings.json``) and ITS training
+    patients (the same role assignment as the run); keyword arguments override."""
     out = Path(output_dir)
     settings = read_training_settings(out)
     pre = {k: settings[k] for k in PREPROCESSING_KEYS if k in settings}
     pre.update(kwargs.pop("preprocessing", None) or {})
     if "features" not in kwargs and isinstance(settings.get("features"), list):
         kwargs["features"] = settings["features"]
-    if "splits_file" not in kwargs and (out / "splits.csv").is_file():
-        kwargs["splits_file"] = out / "splits.csv"
+    manifest = manifest or settings.get("manifest")
+    if "patient_ids" not in kwargs and not kwargs.get("splits_file"):
+        ids = run_training_patients(settings, manifest)["patient_id"].astype(str).tolist()
+        excluded = _excluded_by_run(out)
+        kwargs["patient_ids"] = [p for p in ids if p not in excluded]
+        kwargs.setdefault("provenance", {}).update({
+            "training_role": (f"the run's training patients (split {settings.get('splits', {}).get('train')!r}, "
+                              f"fold {settings.get('splits', {}).get('fold')}, cohort {settings.get('cohort')!r})"),
+            "excluded_by_the_run": sorted(set(ids) & excluded)})
+    if "patient_ids" in kwargs:
+        kwargs.pop("training_split", None)
     stats = kwargs.pop("map_statistics", None) or (out / OUTPUT_STATISTICS if (out / OUTPUT_STATISTICS).is_file() else None)
     return package(kwargs.pop("weights", None) or out / OUTPUT_WEIGHTS, bundle, manifest, map_statistics=stats,
                    preprocessing=pre, **kwargs)
+
+
+def _excluded_by_run(output_dir: Path) -> set[str]:
+    """Patients the training run excluded (bad input; its excluded_patients.csv)."""
+    import pandas as pd
+
+    path = output_dir / "excluded_patients.csv"
+    if not path.is_file():
+        return set()
+    return set(pd.read_csv(path, dtype={"patient_id": str})["patient_id"].astype(str))
 
 
 def recompute_risks(bundle: str | Path, info: InferenceInfo, patients) -> np.ndarray:
@@ -307,11 +347,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m voxsurv.inference.packaging", description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--training-output", help="a pretrain/finetune bundle's output_dir (models/model.pt, "
-                                               "map_statistics.json, splits.csv)")
+                                               "map_statistics.json, run_settings.json: its training patients)")
     src.add_argument("--weights", help="a weights file: one network or a SurvivalEnsemble (e.g. the study's)")
     p.add_argument("--bundle", default="bundles/inference", help="inference bundle folder")
-    p.add_argument("--manifest", required=True, help="cohort manifest holding the training patients")
-    p.add_argument("--training-split", nargs="+", default=["train"], help="split role(s) of the training patients")
+    p.add_argument("--manifest", help="cohort manifest holding the training patients (default with "
+                                      "--training-output: the run's)")
+    p.add_argument("--training-split", nargs="+", default=["train"],
+                   help="with --weights: split value(s) of the training patients in the manifest")
     p.add_argument("--splits-file", help="CSV patient_id, split (the run's splits.csv) when the manifest has no split")
     p.add_argument("--map-statistics", help="MapStatistics JSON (default TRAINING_OUTPUT/map_statistics.json)")
     p.add_argument("--features-file", help="the maps in channel order (JSON list / {features: [...]} / one a line)")
@@ -323,7 +365,11 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     pre = {k: getattr(args, k) for k in ("img_size", "min_area_mm2", "fov_margin", "min_fov_mm")
            if getattr(args, k) is not None}
-    common = dict(training_split=args.training_split, splits_file=args.splits_file, torchscript=args.torchscript)
+    common = dict(splits_file=args.splits_file, torchscript=args.torchscript)
+    if not args.training_output:
+        if not args.manifest:
+            p.error("--weights needs --manifest")
+        common["training_split"] = args.training_split
     features = _read_features(args.features_file)
     if features is not None:
         common["features"] = features
