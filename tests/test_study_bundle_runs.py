@@ -57,6 +57,9 @@ def test_finished_runs_are_skipped_and_never_reused_with_other_settings(toy):
     assert (a.output_dir / DONE_FILE).stat().st_mtime_ns == before
     with pytest.raises(RuntimeError, match="other settings"):
         execute(_run(toy, "r", seed=4), "inprocess")
+    (toy / "configs" / "study" / "cand.yaml").write_text("scale: 3.5\n")   # same name, edited candidate
+    with pytest.raises(RuntimeError, match="config files changed"):
+        execute(a, "inprocess")
 
 
 def test_worker_pool_runs_what_is_left_and_collects_failures(toy):

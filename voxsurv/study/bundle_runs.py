@@ -57,9 +57,16 @@ class BundleRun:
     def command(self) -> list[str]:
         return [sys.executable, "-m", "monai.bundle", "run", "--args_file", str(self.output_dir / ARGS_FILE)]
 
+    def config_sha256(self) -> dict[str, str]:
+        """Content hash of every config file: a finished run is reused only if its files are unchanged."""
+        import hashlib
+
+        return {f: hashlib.sha256((Path(self.repo) / f).read_bytes()).hexdigest()[:16] for f in self.config_file}
+
     def record(self) -> dict:
         """What results.json keeps of the run (enough to re-run it by hand)."""
         return {"name": self.name, "config_file": list(self.config_file), "overrides": dict(self.overrides),
+                "config_sha256": self.config_sha256(),
                 "command": "python -m monai.bundle run --args_file " + shlex.quote(str(self.output_dir / ARGS_FILE)),
                 "cli": cli_command(self)}
 
@@ -72,6 +79,10 @@ class BundleRun:
         if d.get("config_file") != list(self.config_file) or d.get("overrides") != json.loads(json.dumps(self.overrides)):
             raise RuntimeError(f"{path} belongs to a run with other settings; use another output folder or delete "
                                f"{self.output_dir} (nothing is overwritten silently)")
+        if d.get("config_sha256") != self.config_sha256():
+            changed = [f for f, h in self.config_sha256().items() if (d.get("config_sha256") or {}).get(f) != h]
+            raise RuntimeError(f"{path}: config files changed since this run finished ({changed}); use another output "
+                               f"folder (or rename the candidate) so old results are not reused")
         return d
 
 
