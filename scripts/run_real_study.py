@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     for noisy in ("radiomics", "networks", "voxelmaps", "survival", "lifelines"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("voxelmaps.cohort").setLevel(logging.INFO)   # one line per patient of the maps step
     kw = {k: v for k, v in {"seed": a.seed, "workers": a.workers, "executor": a.executor,
                             "bootstrap": a.bootstrap}.items() if v is not None}
     if a.seeds:
