@@ -53,8 +53,9 @@ def main(argv=None) -> int:
         kw["seeds"] = tuple(int(s) for s in a.seeds.split(","))
     s = StudySettings.for_smoke(**kw) if a.smoke else StudySettings(**kw)
     study = Study(a.data, a.out, a.split, s, a.maps_cache, a.candidates)
+    plan = study.plan()
+    print(plan, flush=True)
     if a.plan:
-        print(study.plan())
         return 0
     res = study.run()
     print((Path(a.out) / "results.md").read_text())

@@ -98,6 +98,18 @@ def test_monai_bundle_run_with_the_recorded_configs_and_overrides_gives_the_same
     assert (e_test.risk_x - e_test.risk_y).abs().max() <= 1e-6   # the row's reported risks are these
 
 
+def test_the_planner_counted_exactly_the_bundle_runs_the_study_made(smoke, lung_crops):
+    from voxsurv.study.runner import Study
+    from voxsurv.study.settings import StudySettings
+
+    out, res = smoke
+    plan = Study(lung_crops, out, REPO / "docs/results/real_split.csv", StudySettings.for_smoke()).planned_runs()
+    made = list(out.glob("runs/**/study_run.json"))
+    assert sum(p.n_runs for p in plan if p.variant != "-") == len(made)
+    cv = [p for p in plan if p.kind.startswith("pretrain")]
+    assert all(p.measured == p.n_runs and p.cpu_s > 0 for p in cv)   # finished runs count their measured CPU
+
+
 def test_a_rerun_skips_every_finished_step_and_bundle_run(smoke, lung_crops):
     out, res = smoke
     markers = sorted(out.glob("steps/*.json")) + sorted(out.glob("runs/**/study_run.json"))
