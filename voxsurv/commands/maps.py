@@ -22,7 +22,7 @@ def register(sub) -> None:
                        description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
     g = p.add_argument_group("cohort mode")
     g.add_argument("--manifest", help="cohort CSV (patient_id, image, mask, time_days, event)")
-    g.add_argument("--out-dir", help="output folder (maps/<hash>.npz + .json, maps_index.csv, "
+    g.add_argument("--out-dir", help="output folder (maps cache maps/<key>/, maps_index.csv, "
                                      "exclusions.csv)")
     g.add_argument("--workers", type=int, default=1, help="parallel patient processes [1]")
     g.add_argument("--threads", type=int, default=1,
@@ -77,20 +77,29 @@ def run(args) -> int:
 
 
 def _run_cohort(args) -> int:
-    from voxelmaps.cohort import CohortJob, extract_cohort, read_cohort
+    """The cohort through custom_transforms.pipeline.volume_preprocessing with the maps cache in
+    <out-dir>/maps: cached maps lie on the bundles' grid, and bundles given that cache read them."""
+    from pathlib import Path
+
+    from custom_transforms.pipeline import volume_preprocessing
+    from voxelmaps.cohort import RecordReader, run_cohort
     from voxelmaps.features import resolve_features
     from voxsurv.errors import InputError
+    from voxsurv.ingest.volumes import check_image_mask
+    from voxsurv.manifest import load_manifest
 
     if not args.out_dir:
         raise InputError("--out-dir is required with --manifest")
-    job = CohortJob(out_dir=args.out_dir, backend=args.backend,
-                    features=resolve_features(args.features), settings=_settings(args),
-                    spacing_xyz=None if args.no_resample else tuple(args.spacing),
-                    device=args.device, threads=args.threads)
-    records = read_cohort(args.manifest)
+    features = resolve_features(args.features)
+    chain = volume_preprocessing(features, pixdim=None if args.no_resample else tuple(args.spacing),
+                                 maps_backend=args.backend, maps_cache_dir=Path(args.out_dir) / "maps",
+                                 maps_settings=_settings(args), maps_device=args.device)
+    # missing files become that patient's exclusion (checked per patient), not a failed run
+    records = load_manifest(args.manifest, check_files=False)[["patient_id", "image", "mask"]].to_dict("records")
     log.info("maps for %d patients -> %s (%s backend, %d features)", len(records), args.out_dir,
-             args.backend, len(job.features))
-    rows = extract_cohort(records, job, workers=args.workers, dask_scheduler=args.dask_scheduler)
+             args.backend, len(features))
+    rows = run_cohort(records, RecordReader(chain, check=check_image_mask), args.out_dir, workers=args.workers,
+                      threads=args.threads, dask_scheduler=args.dask_scheduler)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("computed", "cached", "excluded")}
     log.info("done: %(computed)d computed, %(cached)d cached, %(excluded)d excluded", counts)
     if counts["excluded"]:
