@@ -243,3 +243,36 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# ---- the pretrain/finetune bundles' inference.yaml: the inference bundle's, for their own weights ----
+INFERENCE_COPY_HEADER = (
+    "# GENERATED from bundles/inference/configs/inference.yaml by voxsurv.bundle_export.write_inference_configs()\n"
+    "# (a test fails when they differ): the same per-patient pipeline, scoring with THIS bundle's\n"
+    "# models/model.pt + models/inference_info.json (python -m voxsurv.inference.packaging writes both).\n")
+
+
+def inference_config_text(name: str, root: Path | None = None) -> str:
+    """bundles/<name>/configs/inference.yaml as it must be: the inference bundle's config with its
+    own bundle_root. Every bundle scores patients the same way (the model zoo expects an inference
+    config in each), so there is one pipeline definition, copied by code, never by hand."""
+    root = root or repo_root()
+    text = (root / "bundles" / "inference" / "configs" / "inference.yaml").read_text()
+    if name == "inference":
+        return text
+    if "bundle_root('inference')" not in text:
+        raise InputError("the inference config no longer names bundle_root('inference')",
+                         path=str(root / "bundles" / "inference" / "configs" / "inference.yaml"),
+                         fix="update voxsurv.bundle_export.inference_config_text to the new bundle_root line")
+    return INFERENCE_COPY_HEADER + text.replace("bundle_root('inference')", f"bundle_root('{name}')")
+
+
+def write_inference_configs(root: Path | None = None) -> list[Path]:
+    """(Re)write the pretrain and finetune bundles' configs/inference.yaml from the inference bundle's."""
+    root = root or repo_root()
+    written = []
+    for name in ("pretrain", "finetune"):
+        path = root / "bundles" / name / "configs" / "inference.yaml"
+        path.write_text(inference_config_text(name, root))
+        written.append(path)
+    return written
