@@ -26,11 +26,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference_helpers import REPO
+from inference_helpers import REPO, make_tiny_bundle
 
 pytestmark = pytest.mark.label
 APP = REPO / "apps" / "monailabel"
-BUNDLE = REPO / "bundles" / "inference"
 START_TIMEOUT_S = 240
 INFER_TIMEOUT_S = 400
 
@@ -80,6 +79,9 @@ def label_server(ibsi, tmp_path_factory):
     CT and its tumour as labels/final; stopped by its PID (process group) afterwards."""
     python = _label_python()
     tmp = tmp_path_factory.mktemp("label")
+    # a packaged tiny model in the inference bundle's own configs (the shipped weights change with
+    # the study; what is tested here is the serving path, which is the same for any weights)
+    bundle = make_tiny_bundle(tmp / "tiny")
     studies = tmp / "studies"
     (studies / "labels" / "final").mkdir(parents=True)
     shutil.copyfile(ibsi / "ct_phantom" / "nifti" / "image" / "phantom.nii.gz", studies / "phantom.nii.gz")
@@ -91,7 +93,7 @@ def label_server(ibsi, tmp_path_factory):
     log = open(tmp / "server.log", "w")
     server = subprocess.Popen(
         [python, "-m", "monailabel.main", "start_server", "--app", str(APP), "--studies", str(studies),
-         "--host", "127.0.0.1", "--port", str(port), "--conf", "bundle", str(BUNDLE)],
+         "--host", "127.0.0.1", "--port", str(port), "--conf", "bundle", str(bundle)],
         cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -107,7 +109,7 @@ def label_server(ibsi, tmp_path_factory):
             log.flush()
             pytest.fail(f"MONAI Label server did not answer /info within {START_TIMEOUT_S} s "
                         f"(exit {server.poll()}):\n{(tmp / 'server.log').read_text()[-4000:]}")
-        yield base, info, tmp
+        yield base, info, tmp, bundle
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
@@ -120,7 +122,7 @@ def label_server(ibsi, tmp_path_factory):
 
 
 def test_info_lists_the_risk_model_as_not_segmentation(label_server):
-    _, info, _ = label_server
+    _, info, _, _ = label_server
     model = info["models"]["voxsurv_risk"]
     assert model["type"] == "others"
     assert model["dimension"] == 3
@@ -131,7 +133,7 @@ def test_info_lists_the_risk_model_as_not_segmentation(label_server):
 def test_infer_returns_heatmap_on_the_ct_grid_and_the_predict_risk(label_server, ibsi, tmp_path):
     import SimpleITK as sitk
 
-    base, _, tmp = label_server
+    base, _, tmp, bundle = label_server
     result, image = _post_infer(f"{base}/infer/voxsurv_risk?image=phantom&output=all", {}, INFER_TIMEOUT_S)
     heat_file = tmp_path / "heat.nii.gz"
     heat_file.write_bytes(image)
@@ -139,12 +141,13 @@ def test_infer_returns_heatmap_on_the_ct_grid_and_the_predict_risk(label_server,
     ct_path = ibsi / "ct_phantom" / "nifti" / "image" / "phantom.nii.gz"
     mask_path = ibsi / "ct_phantom" / "nifti" / "mask" / "mask.nii.gz"
     out = tmp_path / "predict"
-    run = subprocess.run([sys.executable, "-m", "voxsurv", "predict", "--bundle", str(BUNDLE), "--image", str(ct_path),
+    run = subprocess.run([sys.executable, "-m", "voxsurv", "predict", "--bundle", str(bundle), "--image", str(ct_path),
                           "--mask", str(mask_path), "--patient-id", "phantom", "--out", str(out)],
                          capture_output=True, text=True, cwd=REPO, timeout=INFER_TIMEOUT_S,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    report = json.loads((out / "report.json").read_text())
+    (report_file,) = out.rglob("report.json")  # OUT/report.json, or OUT/<patient>/report.json
+    report = json.loads(report_file.read_text())
 
     assert abs(result["risk"] - report["risk"]) <= 1e-5, (result["risk"], report["risk"])
     assert result["tier"] == report["tier"]
@@ -152,7 +155,7 @@ def test_infer_returns_heatmap_on_the_ct_grid_and_the_predict_risk(label_server,
         assert abs(result["survival"][t] - report["survival"][t]) <= 1e-5
     assert result["model_version"] == report["model"]["version"]
     assert result["weights_sha256"] == report["model"]["weights_sha256"] == \
-        __import__("hashlib").sha256((BUNDLE / "models" / "model.pt").read_bytes()).hexdigest()
+        __import__("hashlib").sha256((bundle / "models" / "model.pt").read_bytes()).hexdigest()
     assert result["tumour_label"] == "phantom.nii.gz"
 
     heat, ct = sitk.ReadImage(str(heat_file)), sitk.ReadImage(str(ct_path))
@@ -162,7 +165,7 @@ def test_infer_returns_heatmap_on_the_ct_grid_and_the_predict_risk(label_server,
     assert np.allclose(heat.GetDirection(), ct.GetDirection(), atol=1e-6)
     # the bands are predict's Grad-CAM, quantised (ties at a band edge may round either way)
     bands = sitk.GetArrayFromImage(heat)
-    cam = np.clip(sitk.GetArrayFromImage(sitk.ReadImage(str(out / "gradcam.nii.gz"))).astype(np.float64), 0, 1)
+    cam = np.clip(sitk.GetArrayFromImage(sitk.ReadImage(str(report_file.parent / "gradcam.nii.gz"))).astype(np.float64), 0, 1)
     expected = np.ceil(cam * 5)
     edge = np.abs(cam * 5 - np.round(cam * 5)) < 1e-4
     assert np.array_equal(bands[~edge], expected[~edge])
@@ -170,7 +173,7 @@ def test_infer_returns_heatmap_on_the_ct_grid_and_the_predict_risk(label_server,
 
 
 def test_infer_without_a_tumour_label_names_the_image_and_the_fix(label_server, ibsi):
-    base, _, tmp = label_server
+    base = label_server[0]
     params = {"tumour_label_tag": "no_such_tag"}
     with pytest.raises(urllib.error.HTTPError) as err:
         _post_infer(f"{base}/infer/voxsurv_risk?image=phantom&output=all", params, 120)
