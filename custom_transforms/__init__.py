@@ -3,7 +3,6 @@
 resampling to 1 x 1 x 5 mm, tumour descriptors, voxel radiomics maps (cached), their cohort
 normalisation, the per-patient tumour-slice stack and the random choice of its slices."""
 
-from custom_transforms.channels import StackChannels, StackChannelsd, StackChannelsD, StackChannelsDict  # noqa: F401
 from custom_transforms.descriptors import (  # noqa: F401
     DESCRIPTOR_NAMES, TumourDescriptors, TumourDescriptorsd, TumourDescriptorsD, TumourDescriptorsDict)
 from custom_transforms.intensity import (  # noqa: F401

@@ -46,14 +46,16 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     for noisy in ("radiomics", "networks", "voxelmaps", "survival", "lifelines"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("voxelmaps.cohort").setLevel(logging.INFO)   # one line per patient of the maps step
     kw = {k: v for k, v in {"seed": a.seed, "workers": a.workers, "executor": a.executor,
                             "bootstrap": a.bootstrap}.items() if v is not None}
     if a.seeds:
         kw["seeds"] = tuple(int(s) for s in a.seeds.split(","))
     s = StudySettings.for_smoke(**kw) if a.smoke else StudySettings(**kw)
     study = Study(a.data, a.out, a.split, s, a.maps_cache, a.candidates)
+    plan = study.plan()
+    print(plan, flush=True)
     if a.plan:
-        print(study.plan())
         return 0
     res = study.run()
     print((Path(a.out) / "results.md").read_text())

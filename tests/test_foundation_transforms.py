@@ -10,8 +10,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
-from custom_transforms import (HUWindow, HUWindowd, HUWindowZScore, HUWindowZScored, ResampleToSpacingd,
-                               StackChannelsd, TumourSlicesd)
+from custom_transforms import HUWindow, HUWindowd, HUWindowZScore, HUWindowZScored, ResampleToSpacingd, TumourSlicesd
 from voxsurv.errors import InputError
 
 LOAD = Compose([LoadImaged(("image", "mask"), reader="NibabelReader", image_only=True),
@@ -140,32 +139,3 @@ def test_tumour_slices_min_area_and_crop_centre(resampled):
     assert float(s0["image"].min()) == -95.0
     with pytest.raises(InputError, match=r"^patient lung1-002: no axial slice with tumour area >= 1e\+06 mm2"):
         TumourSlicesd("image", min_area_mm2=1e6)(d)
-
-
-def test_stack_channels_ct_plus_maps(resampled):
-    d = resampled["lung1-002"][1]
-    sample = TumourSlicesd("image")(HUWindowZScored("image")(dict(d)))[0]
-    sample["maps"] = torch.randn(3, 96, 96)
-    out = StackChannelsd(["image", "maps"], output_key="input")(sample)
-    assert tuple(out["input"].shape) == (4, 96, 96)
-    assert torch.equal(out["input"][0], sample["image"][0]) and torch.equal(out["input"][1:], sample["maps"])
-    assert out["input"].meta["slice_index"] == sample["slice_index"]
-    with pytest.raises(ValueError, match="spatial shapes differ"):
-        StackChannelsd(["image", "bad"])({"image": torch.zeros(1, 4, 4), "bad": torch.zeros(1, 3, 4)})
-
-
-def test_compose_maps_over_slices_and_collates(lung_crops):
-    """What a bundle does: Compose continues per slice after TumourSlicesd; a batch collates."""
-    from monai.data import list_data_collate
-
-    pid = "lung1-002"
-    pipeline = Compose([LOAD, ResampleToSpacingd(), HUWindowZScored("image"), TumourSlicesd("image"),
-                        StackChannelsd(["image", "mask"], output_key="input")])
-    out = pipeline({"image": str(lung_crops / f"images/{pid}_ct.nii.gz"), "patient_id": pid,
-                    "mask": str(lung_crops / f"images/{pid}_gtv.nii.gz"), "label": torch.tensor([100.0, 1.0])})
-    assert isinstance(out, list) and all(tuple(s["input"].shape) == (2, 96, 96) for s in out)
-    batch = list_data_collate(out[:4])
-    assert tuple(batch["input"].shape) == (4, 2, 96, 96) and tuple(batch["label"].shape) == (4, 2)
-    assert batch["patient_id"] == [pid] * 4
-    assert batch["slice_index"].tolist() == [s["slice_index"] for s in out[:4]]
-    assert batch["input"].meta["slice_index"].tolist() == batch["slice_index"].tolist()

@@ -138,6 +138,7 @@ def test_slice_gradcam_equals_monai_gradcam_and_sums_over_ensemble_members(nifti
             return self.network(slices.permute(1, 2, 3, 0)[None])
 
     ours = slice_gradcam(net, image)
+    assert all(p.grad is None for p in net.parameters())  # no side effect on the network
     wrapper = PatientOfSlices(net).eval()
     theirs = GradCAM(nn_module=wrapper, target_layers="network.stem.conv2", postprocessing=lambda x: x)(
         image.permute(3, 0, 1, 2).clone().requires_grad_(True), class_idx=0)[:, 0]

@@ -98,6 +98,18 @@ def test_monai_bundle_run_with_the_recorded_configs_and_overrides_gives_the_same
     assert (e_test.risk_x - e_test.risk_y).abs().max() <= 1e-6   # the row's reported risks are these
 
 
+def test_the_planner_counted_exactly_the_bundle_runs_the_study_made(smoke, lung_crops):
+    from voxsurv.study.runner import Study
+    from voxsurv.study.settings import StudySettings
+
+    out, res = smoke
+    plan = Study(lung_crops, out, REPO / "docs/results/real_split.csv", StudySettings.for_smoke()).planned_runs()
+    made = list(out.glob("runs/**/study_run.json"))
+    assert sum(p.n_runs for p in plan if p.variant != "-") == len(made)
+    cv = [p for p in plan if p.kind.startswith("pretrain")]
+    assert all(p.measured == p.n_runs and p.cpu_s > 0 for p in cv)   # finished runs count their measured CPU
+
+
 def test_a_rerun_skips_every_finished_step_and_bundle_run(smoke, lung_crops):
     out, res = smoke
     markers = sorted(out.glob("steps/*.json")) + sorted(out.glob("runs/**/study_run.json"))
@@ -105,3 +117,38 @@ def test_a_rerun_skips_every_finished_step_and_bundle_run(smoke, lung_crops):
     assert _script("run_real_study").main(["--data", str(lung_crops), "--out", str(out), "--smoke"]) == 0
     assert {p: p.stat().st_mtime_ns for p in markers} == before
     assert json.loads((out / "results.json").read_text())["rows"]["e"]["c_index"] == res["rows"]["e"]["c_index"]
+
+
+def test_publish_ships_the_study_ensembles_and_inference_reproduces_the_training_risks(smoke, tmp_path):
+    """voxsurv.study.publish on the smoke run, into a copy of the bundles: pretrain = d's ensemble,
+    finetune = e's fine-tuned ensemble, bit for bit; the inference bundle packaged from e's run
+    recomputes e's training-patient risks through the inference pipeline (its risk range)."""
+    import shutil
+
+    import torch
+
+    from voxsurv.study.publish import publish
+
+    out, res = smoke
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "bundles", repo / "bundles", ignore=shutil.ignore_patterns("outputs", "eval"))
+    (repo / "docs" / "results").mkdir(parents=True)
+    (repo / "docs" / "results" / "real_study.json").write_text((out / "results.json").read_text())
+    shipped = publish(out, repo=repo, allow_smoke=True)
+    d, e = res["rows"]["d"], res["rows"]["e"]
+    e_dir = Path(e["bundle_runs"]["scoring"]["overrides"]["output_dir"])
+    for bundle, source in (("pretrain", Path(d["ensemble"]["file"])), ("finetune", e_dir / "models" / "model.pt")):
+        a = torch.load(repo / "bundles" / bundle / "models" / "model.pt", weights_only=True)
+        b = torch.load(source, weights_only=True)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), bundle
+        info = json.loads((repo / "bundles" / bundle / "models" / "model_info.json").read_text())
+        assert info["features"] == res["screening"]["selected"] and info["n_members"] == d["ensemble"]["n_members"]
+        stats = json.loads((repo / "bundles" / bundle / "models" / "map_statistics.json").read_text())
+        assert stats["names"] == info["features"]
+        meta = json.loads((repo / "bundles" / bundle / "configs" / "metadata.json").read_text())
+        assert any(v.get("c_index") == round(res["rows"][k]["c_index"], 3)
+                   for k in ("d", "e") for v in meta["performance"].values() if isinstance(v, dict))
+    train = pd.read_csv(e_dir / "predictions_train.csv")
+    lo, hi = shipped["inference"]["training_risk_range"]
+    assert lo == pytest.approx(train.risk.min(), abs=1e-5) and hi == pytest.approx(train.risk.max(), abs=1e-5)
+    assert shipped["inference"]["n_members"] == d["ensemble"]["n_members"]

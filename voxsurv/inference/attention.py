@@ -73,23 +73,24 @@ def risk_and_slice_gradcam(network: nn.Module, image: torch.Tensor, descriptors:
 
 
 def _member_gradcam(net: nn.Module, x: torch.Tensor, descriptors: torch.Tensor | None, layer: str):
-    """(risk (1, 1) detached, ReLU(Grad-CAM) (S, 1, h, w) at the layer's resolution) of one network."""
+    """(risk (1, 1) detached, ReLU(Grad-CAM) (S, 1, h, w) at the layer's resolution) of one network.
+
+    The gradient is taken with ``torch.autograd.grad`` w.r.t. the layer's output only: nothing
+    below the layer is differentiated and no parameter's ``.grad`` is touched."""
     store: dict[str, torch.Tensor] = {}
 
     def hook(_module, _inputs, output):
         store["act"] = output
-        output.register_hook(lambda g: store.__setitem__("grad", g))
 
     handle = net.get_submodule(layer).register_forward_hook(hook)
     try:
         with torch.enable_grad():
-            # an input that requires grad keeps the stem on the graph when it is frozen (fine-tuning)
-            xi = x.clone().requires_grad_(True)
-            risk = net(xi, descriptors)
-            risk.reshape(-1)[0].backward()
+            # an input that requires grad keeps the layer on the graph when the stem is frozen (fine-tuning)
+            risk = net(x.clone().requires_grad_(True), descriptors)
+            (grad,) = torch.autograd.grad(risk.reshape(-1)[0], store["act"])
     finally:
         handle.remove()
-    a, g = store["act"].detach(), store["grad"].detach()  # (S, channels, h, w): one patient's slices
+    a, g = store["act"].detach(), grad.detach()  # (S, channels, h, w): one patient's slices
     weights = g.mean(dim=(2, 3), keepdim=True)
     return risk.detach(), F.relu((weights * a).sum(dim=1, keepdim=True)).cpu()
 

@@ -20,12 +20,14 @@ run's end-of-training scoring), and records every bundle run behind it.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from pathlib import Path
 
 import pandas as pd
 
-from voxsurv.study.bundle_runs import execute_all
+from voxsurv.study.bundle_runs import DONE_FILE, execute_all
 from voxsurv.study.deep_runs import DeepRuns, Variant, read_predictions
 from voxsurv.study.evaluation import spearman_with_volume
 from voxsurv.study.selection import choose_candidate, summarise_protocol
@@ -92,6 +94,9 @@ class DeepRows:
                                      "last_epoch_mean": summary["last_mean"], "last_epoch_sd": summary["last_sd"]}
             if anchored and "image_risk_at_chosen" in summary:
                 extra["source_oof_c_image_risk"] = summary["image_risk_at_chosen"]
+        pre = [json.loads((Path(r["overrides"]["output_dir"]) / DONE_FILE).read_text()) for r in pretrain_runs or []]
+        extra["pretrain_runs_wall_s"] = round(sum(m.get("wall_s", 0.0) for m in pre), 1)
+        extra["pretrain_runs_cpu_s"] = round(sum(m.get("cpu_s", 0.0) for m in pre), 1)
         extra.update({"variant": v.name, "candidate": v.candidate.name, "anchored": anchored,
                       "network": self.r.network_settings(v), "ensemble": ensemble,
                       "bundle_runs": {"pretrain": pretrain_runs or [], "scoring": marker}})

@@ -73,10 +73,11 @@ def _measured(folders) -> tuple[int, float]:
     return n, cpu
 
 
-def plan_study(runs, cohort, protocol, settings, model: CostModel | None = None) -> list[PlannedRuns]:
+def plan_study(runs, cohort, protocol, settings, model: CostModel | None = None,
+               chosen: str | None = None) -> list[PlannedRuns]:
     """Every bundle run the study will make (runs: voxsurv.study.deep_runs.DeepRuns), with CPU
-    estimates. Row f and the anchored variant are counted as extra variants of the FIRST
-    candidate (the chosen one is not known before the runs)."""
+    estimates. Row f and the anchored variant are variants of the `chosen` candidate, or of the
+    FIRST candidate before the choice is made."""
     from voxsurv.study.deep_runs import Variant
     from voxsurv.study.protocol import resolved_values
 
@@ -98,7 +99,7 @@ def plan_study(runs, cohort, protocol, settings, model: CostModel | None = None)
                                 model.train_run_s(cfg, n_src - n_val, n_val), n, cpu))
         return cfg
 
-    first = protocol.candidates[0]
+    first = protocol.candidate(chosen) if chosen else protocol.candidates[0]
     cfg0 = None
     for c in protocol.candidates:
         cfg = cv(Variant(c.name, c))
@@ -120,11 +121,14 @@ def plan_study(runs, cohort, protocol, settings, model: CostModel | None = None)
                             model.train_run_s(sc, n_ft, 0)))
     plan.append(PlannedRuns("scoring (d, untrained, c)", "chosen", 3,
                             model.score_run_s(cfg0, n_src + n_test, n_members)))
-    if not (runs.out / "steps" / "maps.json").is_file():
-        plan.insert(0, PlannedRuns("maps (90 per patient, cached)", "-", 1, model.maps_cpu_s))
-    plan.insert(1, PlannedRuns("PyRadiomics + screening + statistics", "-", 1,
-                               model.pyradiomics_cpu_s + model.screening_cpu_s))
-    return plan
+    steps = runs.out / "steps"
+    data = []
+    if not (steps / "maps.json").is_file():
+        data.append(PlannedRuns("maps (all, cached)", "-", 1, model.maps_cpu_s))
+    if not all((steps / f"{s}.json").is_file() for s in ("pyradiomics", "screening", "map_statistics")):
+        data.append(PlannedRuns("PyRadiomics + screening + statistics", "-", 1,
+                                model.pyradiomics_cpu_s + model.screening_cpu_s))
+    return data + plan
 
 
 def format_plan(plan: list[PlannedRuns], workers: int) -> str:

@@ -14,6 +14,7 @@ deep_rows (bundle runs), selection, comparisons, report, steps (markers), planne
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import time
@@ -188,12 +189,22 @@ class Study:
         self.extra["comparisons"] = comps
         return self.results(partial=False, total=time.time() - t_all)
 
-    def plan(self) -> str:
-        """The planner's table for this study (screened maps assumed: the first candidate's
-        features are only a count here)."""
+    def planned_runs(self):
+        """The planner's runs for this study (voxsurv.study.planner; the cost model does not depend
+        on which maps screening keeps, so any feature list stands in before screening)."""
         from voxsurv.study.deep_runs import DeepRuns
-        from voxsurv.study.planner import format_plan, plan_study
+        from voxsurv.study.planner import plan_study
 
+        done = self.steps.folder / "screening.json"
+        features = (json.loads(done.read_text())["value"]["selected"] if done.is_file()
+                    else self.all_features()[:1])
         runs = DeepRuns(self.out, self.cohort, self.s, self.protocol, self.maps_cache,
-                        self.out / "map_statistics_source.json", ["firstorder_Mean"])
-        return format_plan(plan_study(runs, self.cohort, self.protocol, self.s), self.s.workers)
+                        self.out / "map_statistics_source.json", features)
+        sel = self.steps.folder / "selection.json"
+        chosen = json.loads(sel.read_text())["value"]["chosen"] if sel.is_file() else None
+        return plan_study(runs, self.cohort, self.protocol, self.s, chosen=chosen)
+
+    def plan(self) -> str:
+        from voxsurv.study.planner import format_plan
+
+        return format_plan(self.planned_runs(), self.s.workers)
