@@ -28,7 +28,7 @@ import pytest
 
 from inference_helpers import REPO, make_tiny_bundle
 
-pytestmark = pytest.mark.label
+pytestmark = [pytest.mark.label, pytest.mark.timeout(1800)]  # server start + inference on 2 loaded cores
 APP = REPO / "apps" / "monailabel"
 START_TIMEOUT_S = 240
 INFER_TIMEOUT_S = 400
