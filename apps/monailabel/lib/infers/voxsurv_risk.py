@@ -116,7 +116,10 @@ class RiskInferTask(InferTask):
                 report = self.predictor().predict({"patient_id": patient, "image": image, "mask": mask}, work)
             except InputError as err:
                 raise bad_input(str(err)) from err
-            cam = sitk.ReadImage(str(work / "gradcam.nii.gz"))
+            cams = sorted(work.rglob("gradcam.nii.gz"))  # the predictor's Grad-CAM on the CT grid
+            if len(cams) != 1:
+                raise RuntimeError(f"expected one gradcam.nii.gz from the predictor in {work}, found {len(cams)}")
+            cam = sitk.ReadImage(str(cams[0]))
             fmt = str(request.get("heatmap", "bands"))
             if fmt == "float":
                 out_img = cam
@@ -133,7 +136,7 @@ class RiskInferTask(InferTask):
         model = report["model"]
         result = {
             "risk": report["risk"],
-            "risk_definition": report["risk_definition"],
+            "risk_definition": report.get("risk_definition", ""),
             "tier": report["tier"],
             "tier_cutoffs": report["tier_cutoffs"],
             "survival": report["survival"],
@@ -145,8 +148,8 @@ class RiskInferTask(InferTask):
             "tumour_label": Path(mask).name,
             "heatmap": fmt,
             "label_names": BAND_NAMES if fmt == "bands" else {},
-            "heatmap_note": report["outputs"]["gradcam_note"],
-            "intended_use": report["intended_use"],
+            "heatmap_note": (report.get("outputs") or {}).get("gradcam_note", ""),
+            "intended_use": report.get("intended_use", "Research only; not for clinical decisions."),
         }
         logger.info("image %s: risk %.4f (%s)", patient, result["risk"], result["tier"])
         return out, result
