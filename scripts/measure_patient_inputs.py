@@ -34,19 +34,21 @@ TIMED_FEATURES = ("gldm_LargeDependenceHighGrayLevelEmphasis", "glrlm_LongRunHig
 
 
 def old_crop_cuts(mask, roi_size_mm: float = 64.0, min_area_mm2: float = 10.0) -> tuple[int, int]:
-    """(cut slices, kept slices) under the first bundles' slicing: custom_transforms.TumourSlices
-    with a fixed 64 mm crop centred on each slice's tumour, min area 10 mm2."""
-    from custom_transforms.slices import TumourSlices
-
-    slicer = TumourSlices(min_area_mm2=min_area_mm2, roi_size_mm=roi_size_mm)
+    """(cut slices, kept slices) under the first bundles' slicing (the removed TumourSlices): a fixed
+    64 x 64 voxel (1 mm) crop centred on each slice's tumour bounding box, slices with >= 10 mm2."""
     roi = (mask[0] > 0).numpy()
-    cut = 0
-    plans = slicer.plan(mask)
-    for p in plans:
-        (x0, y0), (sx, sy), k = p["crop_start"], p["size"], p["slice_index"]
-        inside = roi[max(x0, 0):x0 + sx, max(y0, 0):y0 + sy, k].sum()
+    size = int(round(roi_size_mm))
+    cut = kept = 0
+    for k in range(roi.shape[2]):
+        if roi[:, :, k].sum() < max(min_area_mm2, 1):
+            continue
+        kept += 1
+        xs, ys = np.nonzero(roi[:, :, k])
+        x0 = int(np.floor((xs.min() + xs.max()) / 2.0 - (size - 1) / 2.0 + 0.5))
+        y0 = int(np.floor((ys.min() + ys.max()) / 2.0 - (size - 1) / 2.0 + 0.5))
+        inside = roi[max(x0, 0):x0 + size, max(y0, 0):y0 + size, k].sum()
         cut += int(inside < roi[:, :, k].sum())
-    return cut, len(plans)
+    return cut, kept
 
 
 def main() -> None:

@@ -70,3 +70,5 @@ def test_worker_pool_runs_what_is_left_and_collects_failures(toy):
     assert (good.output_dir / DONE_FILE).is_file() and not (bad.output_dir / DONE_FILE).is_file()
     assert (good.output_dir / "predictions_test.csv").read_text() == "patient_id,risk\np1,207.5\n"
     assert json.loads((good.output_dir / DONE_FILE).read_text())["executor"] == "inprocess"  # in a pool worker
+    assert "input summary" in (good.output_dir / "bundle.log").read_text()   # each run's log in its own folder
+    assert "ZeroDivisionError" in (bad.output_dir / "bundle.log").read_text()

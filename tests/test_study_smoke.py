@@ -68,8 +68,10 @@ def test_deep_rows_ran_the_bundles_and_record_configs_overrides_and_selection(sm
     assert res["rows"]["f"]["network"]["pooling"] == res["rows"]["e"]["network"]["pooling"]
     assert res["rows"]["anchored"]["anchored"] and "spearman_test_image_risk_volume" in res["rows"]["anchored"]
     assert res["rows"]["e"]["finetune_mode"] == "paper" and res["rows"]["e_head_only"]["finetune_mode"] == "head"
-    for key in ("d", "e", "f", "anchored"):
+    for key in ("d", "e", "f", "anchored", "untrained"):
         assert res["rows"][key]["source_oof_c"]["n_seeds"] == len(res["settings"]["seeds"]), key
+    assert res["rows"]["untrained"]["source_oof_c"]["epoch"] == 0
+    assert res["rows"]["d"]["source_oof_c"]["epoch"] == res["rows"]["d"]["ensemble"]["epoch"] >= 1
     # selection table: every candidate, every evaluated epoch incl. 0; the chosen epoch is never 0
     for p in res["protocols"].values():
         assert [t["epoch"] for t in p["table"]][0] == 0 and p["chosen_epoch"] >= 1

@@ -14,8 +14,6 @@ run reads them and computes only what is missing. Output in ``out_dir``:
                        log_volume_ml, mean_hu, seconds, cpu_seconds
     exclusions.csv     patient_id, problem (every patient that could not be processed)
 
-``resample_to_spacing`` (SimpleITK) is left for the single-patient ``voxsurv maps --image`` mode
-only; every cohort path resamples with MONAI inside the chain.
 """
 
 from __future__ import annotations
@@ -28,8 +26,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-
-import numpy as np
 
 from voxsurv.errors import input_error_in
 
@@ -182,36 +178,6 @@ def write_cohort_tables(out: Path, rows: Sequence[dict]) -> None:
     for name, df in (("maps_index.csv", pd.DataFrame(ok, columns=list(INDEX_COLUMNS))),
                      ("exclusions.csv", pd.DataFrame(bad, columns=["patient_id", "problem"]))):
         _atomic_write(out / name, lambda f, df=df: f.write(df.to_csv(index=False).encode()))
-
-
-def resample_to_spacing(image, mask, spacing_xyz):
-    """Resample SimpleITK image (linear) and mask (nearest) to `spacing_xyz` mm: same origin and
-    direction, size = round((n - 1) x spacing / new spacing + 1) and edge values repeated beyond
-    the last voxel, i.e. the grid of MONAI's Spacing(d) (custom_transforms.ResampleToSpacingd). Only
-    the single-patient `voxsurv maps --image` mode uses it; cohorts resample inside the chain."""
-    import SimpleITK as sitk
-
-    old_sp = np.array(image.GetSpacing())
-    new_sp = np.array(spacing_xyz, dtype=float)
-    if np.allclose(old_sp, new_sp, rtol=1e-6):
-        return image, mask
-    size = [max(1, int(np.round((n - 1) * o / w + 1.0)))
-            for n, o, w in zip(image.GetSize(), old_sp, new_sp)]
-
-    def go(img, interp, pixel_type):
-        f = sitk.ResampleImageFilter()
-        f.SetOutputSpacing(tuple(new_sp))
-        f.SetSize(size)
-        f.SetOutputOrigin(img.GetOrigin())
-        f.SetOutputDirection(img.GetDirection())
-        f.SetInterpolator(interp)
-        f.SetDefaultPixelValue(0)
-        f.SetUseNearestNeighborExtrapolator(True)  # MONAI's padding_mode='border'
-        f.SetOutputPixelType(pixel_type)
-        return f.Execute(img)
-
-    return (go(image, sitk.sitkLinear, sitk.sitkFloat32),
-            go(mask, sitk.sitkNearestNeighbor, sitk.sitkUInt8))
 
 
 def _atomic_write(path: Path, write) -> None:

@@ -154,10 +154,27 @@ def execute(run: BundleRun, executor: str = "inprocess") -> dict:
 
 
 def _pool_task(run: BundleRun) -> dict:
+    """One run in a pool worker; its output (stdout + stderr, MONAI's logging) goes to
+    <output_dir>/bundle.log as with the subprocess executor (a worker runs one task at a time)."""
     import torch
 
     torch.set_num_threads(1)
-    return execute(run, "inprocess")
+    run.output_dir.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(run.output_dir / LOG_FILE, "ab") as logf:
+        os.dup2(logf.fileno(), 1), os.dup2(logf.fileno(), 2)
+        try:
+            return execute(run, "inprocess")
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()   # into the run's log, as a failed `python -m monai.bundle run` would
+            raise
+        finally:
+            sys.stdout.flush(), sys.stderr.flush()
+            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+            os.close(saved[0]), os.close(saved[1])
 
 
 def execute_all(runs: list[BundleRun], executor: str = "pool", workers: int = 2) -> list[dict]:

@@ -76,7 +76,7 @@ class DeepRows:
 
     # ---- scoring ----
     def _scored_row(self, key, description, v: Variant, summary: dict | None, run, trained_on, extra=None,
-                    pretrain_runs=None, ensemble=None) -> dict:
+                    pretrain_runs=None, ensemble=None, epoch: int | None = None) -> dict:
         """Execute the row's scoring/fine-tuning run (once) and evaluate its test predictions."""
         t0 = time.time()
         marker = execute_all([run], self.s.executor, 1)[0]
@@ -87,12 +87,12 @@ class DeepRows:
         anchored = bool(self.r.network_settings(v).get("anchored", False))
         if anchored and "image_risk" in test:
             extra["spearman_test_image_risk_volume"] = spearman_with_volume(test, self.descriptors, "image_risk")
-        if summary is not None:
-            extra["source_oof_c"] = {"epoch": summary["chosen_epoch"], "mean": summary["chosen_mean"],
-                                     "sd": summary["chosen_sd"], "per_seed": summary["chosen_per_seed"],
-                                     "n_seeds": len(summary["chosen_per_seed"]),
+        if summary is not None:   # at the row's epoch (the chosen one, or 0 for the untrained members)
+            at = next(t for t in summary["table"] if t["epoch"] == (summary["chosen_epoch"] if epoch is None else epoch))
+            extra["source_oof_c"] = {"epoch": at["epoch"], "mean": at["mean"], "sd": at["sd"], "per_seed": at["per_seed"],
+                                     "n_seeds": at["n_seeds"], "chosen_epoch": summary["chosen_epoch"],
                                      "last_epoch_mean": summary["last_mean"], "last_epoch_sd": summary["last_sd"]}
-            if anchored and "image_risk_at_chosen" in summary:
+            if anchored and at["epoch"] == summary["chosen_epoch"] and "image_risk_at_chosen" in summary:
                 extra["source_oof_c_image_risk"] = summary["image_risk_at_chosen"]
         pre = [json.loads((Path(r["overrides"]["output_dir"]) / DONE_FILE).read_text()) for r in pretrain_runs or []]
         extra["pretrain_runs_wall_s"] = round(sum(m.get("wall_s", 0.0) for m in pre), 1)
@@ -125,7 +125,7 @@ class DeepRows:
         desc = (f"untrained network ({v.name} at epoch 0, ensemble of {ens['n_members']} initialisations)" if untrained
                 else f"Vision-Mamba {v.name}: ensemble of {ens['n_members']} source members (folds x seeds, epoch {e}), "
                      "no fine-tuning")
-        return self._scored_row(key, desc, v, None if untrained else summary, run, ["source"], ensemble=ens,
+        return self._scored_row(key, desc, v, summary, run, ["source"], ensemble=ens, epoch=e,
                                 pretrain_runs=[x.record() for x in self.r.cv_runs(v).values()])
 
     def row_finetuned(self, v: Variant, summary: dict, mode: str, key: str) -> dict:

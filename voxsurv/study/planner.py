@@ -3,10 +3,13 @@ anything runs (`scripts/run_real_study.py --plan`), so the candidates can be siz
 (issue 11: ~3 h on 2 cores).
 
 The cost model is deliberately simple and its constants are stated: a training step costs
-`step_s` per 64 patients x 1 slice at 48 px, embed 64, depth 4 on one core (measured by the
-lead: ~0.8 s), scaled linearly by patients x slices per step, by pixels, by width and by depth; a
-validation slice costs a third of a training slice (forward only); every run pays `startup_s`
-(interpreter, imports, config, cached data). Finished runs (study_run.json) replace the estimate
+`step_s` CPU seconds per 64 patients x 1 slice at 48 px, embed 64, depth 4, scaled linearly by
+patients x slices per step, by pixels, by width and by depth; a validation slice costs a third of
+a training slice (forward only); every run pays `startup_s` (imports, config, cached data).
+Calibration (D's pilot, 2026-12-02, 2 shared cores at load ~10, so CPU times are inflated by
+contention): one real pre-training run (mean_k1, source fold 0, seed 0, 6 maps, 40 epochs, 9
+evaluations) took 205 CPU s (the 0.8 s/step measured by the lead on the old network predicted 133
+s); attention_k4 took ~12 CPU s per epoch; all 90 maps of 295 patients 161 CPU s. Finished runs (study_run.json) replace the estimate
 by their measured CPU seconds, so a re-plan during a study is calibrated by the study itself.
 """
 
@@ -23,11 +26,11 @@ PLAN_KEYS = ("max_epochs", "val_interval", "val_at_start", "batch_size", "num_sl
 
 @dataclass
 class CostModel:
-    step_s: float = 0.8              # s per 64 patient-slices at 48 px / embed 64 / depth 4, one core (lead)
+    step_s: float = 1.25             # CPU s per 64 patient-slices at 48 px / embed 64 / depth 4 (D pilot, below)
     startup_s: float = 25.0          # per run: python + torch/monai imports, config, cached preprocessing
     slices_per_patient: float = 8.0  # tumour slices at 5 mm (all of them are scored at validation)
     forward_share: float = 1 / 3     # a forward pass vs forward + backward
-    maps_cpu_s: float = 900.0        # all 90 maps, ~295 patients, torch backend (issue 8 run: 872 s)
+    maps_cpu_s: float = 200.0        # all 90 maps, 295 patients, torch backend (pilot: 161 CPU s)
     pyradiomics_cpu_s: float = 250.0
     screening_cpu_s: float = 300.0
 
