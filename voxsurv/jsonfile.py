@@ -11,13 +11,15 @@ from pathlib import Path
 
 def write_json_atomic(path: str | Path, obj) -> Path:
     """Write `obj` as indented JSON via a temporary file in the same folder + rename; floats
-    round-trip exactly (json writes repr)."""
+    round-trip exactly (json writes repr). The layout is the model zoo's pre-commit's
+    (`pretty-format-json --indent=4`, final newline), so bundle files pass it as written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
+            json.dump(obj, f, indent=4)
+            f.write("\n")
         os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
         os.replace(tmp, path)
     except BaseException:
