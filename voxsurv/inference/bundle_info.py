@@ -62,6 +62,8 @@ class InferenceInfo:
         model_version: bundle version + short weights hash.
         weights_sha256: sha256 of ``models/model.pt`` this was fitted with.
         provenance: where weights/statistics came from (finetune output, dates, cohort sizes).
+        training_risks: ``{"n", "min", "max"}`` of the training patients' risks (the patients the
+            baseline and tiers were fitted on): a report says when a risk lies outside it.
     """
 
     features: list[str]
@@ -71,10 +73,11 @@ class InferenceInfo:
     baseline: dict
     tier_cutoffs: list[float]
     aggregation: str = "mean"
-    model_version: str = "0.1.0"
+    model_version: str = "0.0.0"
     weights_sha256: str = ""
     tier_method: str = "tertiles (numpy linear quantiles 1/3, 2/3) of the training cohort's patient risks"
     provenance: dict = field(default_factory=dict)
+    training_risks: dict = field(default_factory=dict)
     format: str = INFO_FORMAT
 
     # ---- derived objects ----
@@ -145,6 +148,13 @@ def risk_tier(risk: float, cutoffs) -> str:
     if not np.isfinite(risk):
         raise ValueError(f"risk must be finite, got {risk}")
     return TIERS[0] if risk < c1 else TIERS[1] if risk < c2 else TIERS[2]
+
+
+def risk_range(risks) -> dict:
+    """``{"n", "min", "max"}`` of the training patients' finite risks (``InferenceInfo.training_risks``)."""
+    r = np.asarray(risks, dtype=float)
+    r = r[np.isfinite(r)]
+    return {"n": int(r.size), "min": float(r.min()), "max": float(r.max())} if r.size else {}
 
 
 def tertile_cutoffs(risks) -> list[float]:

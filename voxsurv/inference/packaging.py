@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from voxsurv.errors import InputError
-from voxsurv.inference.bundle_info import INFO_FILE, InferenceInfo, sha256_file, tertile_cutoffs
+from voxsurv.inference.bundle_info import INFO_FILE, InferenceInfo, risk_range, sha256_file, tertile_cutoffs
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +152,7 @@ def package(finetune_output: str | Path, bundle: str | Path, checkpoint: str | P
                   "cumulative_hazard": baseline.cumulative_hazard_at_events.tolist(),
                   "last_follow_up": baseline.last_follow_up},
         tier_cutoffs=cutoffs, model_version=f"{version or '0.0.0'}+{sha[:12]}", weights_sha256=sha,
+        training_risks=risk_range(pred["risk"]),
         provenance={"checkpoint": ckpt.name, "checkpoint_sha256": sha256_file(ckpt),
                     "training_predictions": pred_file.name, "training_patients": int(len(pred)),
                     "training_events": int(pred["event"].sum()),
@@ -169,6 +170,7 @@ def package(finetune_output: str | Path, bundle: str | Path, checkpoint: str | P
                          "cumulative_hazard": baseline.cumulative_hazard_at_events.tolist(),
                          "last_follow_up": baseline.last_follow_up}
         info.tier_cutoffs = tertile_cutoffs(risks)
+        info.training_risks = risk_range(risks)
         info.provenance["training_risks"] = (f"recomputed with the packaged weights through this bundle's pipeline "
                                              f"(max |difference| from {pred_file.name}: {diff:.4g})")
         logger.info("training risks recomputed for %d patients (max |diff| from %s %.4g); tiers %s", len(risks),
