@@ -11,20 +11,23 @@ runs both.
 Selective scan backends: ``"torch"`` (:func:`networks.selective_scan.selective_scan`, exact,
 CPU-friendly, any device) or ``"mamba_ssm"`` (mamba-ssm's CUDA ``selective_scan_fn``, same
 signature). ``"auto"`` picks mamba-ssm for CUDA inputs when it imports, else torch.
+Under ``torch.jit.script`` the scan is :func:`networks.selective_scan.selective_scan_graph` (the
+same exact recurrence as plain tensor operations): neither a Python autograd Function nor a CUDA
+extension can be compiled, and the model zoo scripts the network (``ckpt_export``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Callable, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from monai.networks.layers import DropPath
 from torch import nn
 
-from networks.selective_scan import selective_scan
+from networks.selective_scan import selective_scan, selective_scan_graph
 
 __all__ = ["RMSNorm", "BiMambaMixer", "MambaBlock", "resolve_scan_backend", "mamba_ssm_scan_fn"]
 
@@ -33,7 +36,7 @@ logger = logging.getLogger(__name__)
 SCAN_BACKENDS = ("auto", "torch", "mamba_ssm")
 
 
-def mamba_ssm_scan_fn() -> Optional[Callable]:
+def mamba_ssm_scan_fn() -> Optional[Any]:
     """mamba-ssm's CUDA ``selective_scan_fn`` if it imports (it needs its compiled extension)."""
     try:
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
@@ -99,6 +102,22 @@ class _Direction(nn.Module):
         self.A_log._no_weight_decay = True
         self.D = nn.Parameter(torch.ones(d_inner))
         self.D._no_weight_decay = True
+        self.dt_rank, self.d_state = dt_rank, d_state
+
+    def forward(self, xz: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                 torch.Tensor, torch.Tensor, torch.Tensor,
+                                                 torch.Tensor, torch.Tensor]:
+        """Scan inputs (u, delta, A, B, C, D, z, delta_bias) of this direction from in_proj's
+        (B, 2 d_inner, L) output; delta's bias goes in as delta_bias (softplus in the scan)."""
+        length = xz.shape[-1]
+        x, z = xz.chunk(2, dim=1)  # (B, d_inner, L) each
+        x = F.silu(self.conv1d(x)[..., :length])
+        x_dbl = self.x_proj(x.transpose(1, 2))  # (B, L, dt_rank + 2N)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.linear(dt, self.dt_proj.weight).transpose(1, 2)
+        A = -torch.exp(self.A_log.float())
+        return (x, dt, A, B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z,
+                self.dt_proj.bias.float())
 
 
 class BiMambaMixer(nn.Module):
@@ -131,31 +150,35 @@ class BiMambaMixer(nn.Module):
                                           dt_max, dt_init_floor)
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
 
-    def _scan_fn(self, device_type: str) -> Callable:
+    @torch.jit.unused
+    def _scan_eager(self, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                    C: torch.Tensor, D: torch.Tensor, z: torch.Tensor,
+                    delta_bias: torch.Tensor) -> torch.Tensor:
+        """The backend chosen for this device (logged when it changes): the exact chunked scan
+        with its hand-written backward on CPU, mamba-ssm's kernel on CUDA when available."""
+        device_type = u.device.type
         cuda_fn = mamba_ssm_scan_fn() if device_type == "cuda" else None
         backend = resolve_scan_backend(self.scan_backend, device_type, cuda_fn is not None)
         if backend != self.active_backend:
             logger.info("selective scan backend: %s (requested %s, device %s)", backend,
                         self.scan_backend, device_type)
             self.active_backend = backend
-        return cuda_fn if backend == "mamba_ssm" else selective_scan
+        scan = cuda_fn if backend == "mamba_ssm" else selective_scan
+        return scan(u, delta, A, B, C, D, z=z, delta_bias=delta_bias, delta_softplus=True)
 
-    def _branch(self, xz: torch.Tensor, p: _Direction, scan: Callable) -> torch.Tensor:
-        length = xz.shape[-1]
-        x, z = xz.chunk(2, dim=1)  # (B, d_inner, L) each
-        x = F.silu(p.conv1d(x)[..., :length])
-        x_dbl = p.x_proj(x.transpose(1, 2))  # (B, L, dt_rank + 2N)
-        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = F.linear(dt, p.dt_proj.weight).transpose(1, 2)  # bias goes in as delta_bias
-        A = -torch.exp(p.A_log.float())
-        return scan(x, dt, A, B.transpose(1, 2), C.transpose(1, 2), p.D.float(), z=z,
-                    delta_bias=p.dt_proj.bias.float(), delta_softplus=True)
+    def _scan(self, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+              C: torch.Tensor, D: torch.Tensor, z: torch.Tensor,
+              delta_bias: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return selective_scan_graph(u, delta, A, B, C, D, z, delta_bias, True, 0)
+        return self._scan_eager(u, delta, A, B, C, D, z, delta_bias)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        scan = self._scan_fn(hidden.device.type)
         xz = self.in_proj(hidden).transpose(1, 2)  # (B, 2 d_inner, L)
-        out_f = self._branch(xz, self.forward_branch, scan)
-        out_b = self._branch(xz.flip(-1), self.backward_branch, scan)
+        u, dt, A, B, C, D, z, bias = self.forward_branch(xz)
+        out_f = self._scan(u, dt, A, B, C, D, z, bias)
+        u, dt, A, B, C, D, z, bias = self.backward_branch(xz.flip(-1))
+        out_b = self._scan(u, dt, A, B, C, D, z, bias)
         out = (out_f + out_b.flip(-1)) * 0.5
         return self.out_proj(out.transpose(1, 2))
 

@@ -24,24 +24,27 @@ cache. No log-space cumulative sums: they overflow at Mamba's initialisation.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-__all__ = ["selective_scan", "selective_scan_ref", "SelectiveScanFunction", "default_chunk_size"]
-
-# Elements of one (chunk, batch, d_inner, d_state) working tensor; three of them (float32, ~2 MiB
-# each) stay within a shared last-level cache.
-_CHUNK_ELEMENTS = 1 << 19
-_LOG2E = 1.4426950408889634  # 1 / ln 2
+__all__ = ["selective_scan", "selective_scan_graph", "selective_scan_ref", "SelectiveScanFunction",
+           "default_chunk_size"]
 
 
 def default_chunk_size(batch: int, d_inner: int, d_state: int) -> int:
-    """Steps per chunk so that one chunk's working tensors stay cache-resident."""
+    """Steps per chunk so that one chunk's working tensors stay cache-resident: at most 2^19
+    elements per (chunk, batch, d_inner, d_state) tensor, so three of them (float32, ~2 MiB each)
+    fit a shared last-level cache. (Constants are written inline: TorchScript compiles this.)"""
     per_step = max(1, batch * d_inner * d_state)
-    return int(min(32, max(4, _CHUNK_ELEMENTS // per_step)))
+    return min(32, max(4, 524288 // per_step))
+
+
+def _times_log2e(A: torch.Tensor) -> torch.Tensor:
+    """A * log2(e), so that exp(delta A) = exp2(delta * A log2(e))."""
+    return A * 1.4426950408889634
 
 
 def _check_shapes(u, delta, A, B, C, D, z, delta_bias) -> None:
@@ -74,7 +77,8 @@ def _time_major(x: torch.Tensor) -> torch.Tensor:
     return x.permute(2, 0, 1).contiguous()
 
 
-def _effective_delta(delta_tm, delta_bias, delta_softplus):
+def _effective_delta(delta_tm: torch.Tensor, delta_bias: Optional[torch.Tensor],
+                     delta_softplus: bool) -> torch.Tensor:
     if delta_bias is not None:
         delta_tm = delta_tm + delta_bias
     if delta_softplus:
@@ -82,7 +86,8 @@ def _effective_delta(delta_tm, delta_bias, delta_softplus):
     return delta_tm
 
 
-def _chunk_terms(delta_c, u_c, A_log2e, B_c):
+def _chunk_terms(delta_c: torch.Tensor, u_c: torch.Tensor, A_log2e: torch.Tensor,
+                 B_c: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """exp(delta A) and delta B u for one chunk: (K, b, d, n) each.
 
     exp(delta A) is computed as exp2(delta * A log2(e)), as mamba-ssm's CUDA kernel does: torch's
@@ -107,7 +112,7 @@ def _forward_core(u_tm, delta_tm, A, B_tm, C_tm, chunk, keep_boundaries):
     the last (n_chunks - 1, b, d, n)."""
     length, b, d = u_tm.shape
     n = A.shape[1]
-    A_log2e = A * _LOG2E
+    A_log2e = _times_log2e(A)
     y = u_tm.new_empty(length, b, d)
     starts = list(range(0, length, chunk))
     boundaries = u_tm.new_empty(max(0, len(starts) - 1), b, d, n) if keep_boundaries else None
@@ -121,23 +126,6 @@ def _forward_core(u_tm, delta_tm, A, B_tm, C_tm, chunk, keep_boundaries):
         if keep_boundaries and i < len(starts) - 1:
             boundaries[i].copy_(h)
     return y, boundaries
-
-
-def _forward_traceable(u_tm, delta_tm, A, B_tm, C_tm, chunk):
-    """Same arithmetic without in-place writes, so ``torch.jit.trace`` records a pure graph."""
-    length = u_tm.shape[0]
-    A_log2e = A * _LOG2E
-    ys = []
-    h = None
-    for s in range(0, length, chunk):
-        e = min(s + chunk, length)
-        decay, drive = _chunk_terms(delta_tm[s:e], u_tm[s:e], A_log2e, B_tm[s:e])
-        states = []
-        for k in range(e - s):
-            h = drive[k] if h is None else torch.addcmul(drive[k], decay[k], h)
-            states.append(h)
-        ys.append((torch.stack(states) * C_tm[s:e].unsqueeze(2)).sum(-1))
-    return torch.cat(ys)
 
 
 def _dsilu(z, sig):
@@ -191,7 +179,7 @@ class SelectiveScanFunction(torch.autograd.Function):
         dB = torch.empty_like(B_tm)
         dC = torch.empty_like(C_tm)
         dA = torch.zeros_like(A)
-        A_log2e = A * _LOG2E
+        A_log2e = _times_log2e(A)
         starts = list(range(0, length, chunk))
         carry = None  # exp(delta_{t+1} A) * g_{t+1} entering the chunk from the right
         for i in range(len(starts) - 1, -1, -1):
@@ -239,6 +227,51 @@ class SelectiveScanFunction(torch.autograd.Function):
                 back(dz) if dz is not None else None, ddelta_bias, None, None)
 
 
+def selective_scan_graph(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor] = None,
+    z: Optional[torch.Tensor] = None,
+    delta_bias: Optional[torch.Tensor] = None,
+    delta_softplus: bool = False,
+    chunk_size: int = 0,
+) -> torch.Tensor:
+    """The exact forward of :func:`selective_scan` as plain out-of-place tensor operations.
+
+    Same chunks and the same per-step arithmetic as the training path, but no in-place writes and
+    no Python autograd Function, so ``torch.jit.trace`` records a pure graph and
+    ``torch.jit.script`` compiles it (the model zoo scripts the network). Autograd can
+    differentiate it, at the cost of one graph node per step. ``chunk_size`` 0 = default.
+    """
+    b, d, length = u.shape[0], u.shape[1], u.shape[2]
+    chunk = chunk_size if chunk_size > 0 else default_chunk_size(b, d, A.shape[1])
+    u_tm, B_tm, C_tm = _time_major(u), _time_major(B), _time_major(C)
+    delta_tm = _effective_delta(_time_major(delta), delta_bias, delta_softplus)
+    A_log2e = _times_log2e(A)
+    ys: List[torch.Tensor] = []
+    h: Optional[torch.Tensor] = None
+    for s in range(0, length, chunk):
+        e = min(s + chunk, length)
+        decay, drive = _chunk_terms(delta_tm[s:e], u_tm[s:e], A_log2e, B_tm[s:e])
+        states: List[torch.Tensor] = []
+        for k in range(e - s):
+            if h is None:
+                h = drive[k]
+            else:
+                h = torch.addcmul(drive[k], decay[k], h)
+            states.append(h)
+        ys.append((torch.stack(states) * C_tm[s:e].unsqueeze(2)).sum(-1))
+    y = torch.cat(ys)
+    if D is not None:
+        y = y + u_tm * D
+    if z is not None:
+        y = y * F.silu(_time_major(z))
+    return y.permute(1, 2, 0)
+
+
 def selective_scan(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -253,8 +286,9 @@ def selective_scan(
 ) -> torch.Tensor:
     """Selective scan with mamba-ssm's ``selective_scan_fn`` signature; returns (batch, d_inner, L).
 
-    Uses the memory-light autograd Function when gradients are needed, a plain loop otherwise
-    (inference, and ``torch.jit.trace``, which cannot record a Python autograd Function).
+    Uses the memory-light autograd Function when gradients are needed, an in-place loop without
+    autograd otherwise (inference), and :func:`selective_scan_graph` under ``torch.jit.trace``
+    (which cannot record a Python autograd Function). All three give the same numbers.
     """
     if not torch.jit.is_tracing():  # shape checks would be recorded as constants in a trace
         _check_shapes(u, delta, A, B, C, D, z, delta_bias)
@@ -267,12 +301,11 @@ def selective_scan(
     if needs_grad and not torch.jit.is_tracing():
         return SelectiveScanFunction.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk)
 
+    if torch.jit.is_tracing():
+        return selective_scan_graph(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk)
     u_tm, B_tm, C_tm = _time_major(u), _time_major(B), _time_major(C)
     delta_tm = _effective_delta(_time_major(delta), delta_bias, delta_softplus)
-    if torch.jit.is_tracing() or needs_grad:
-        y = _forward_traceable(u_tm, delta_tm, A, B_tm, C_tm, chunk)
-    else:
-        y, _ = _forward_core(u_tm, delta_tm, A, B_tm, C_tm, chunk, keep_boundaries=False)
+    y, _ = _forward_core(u_tm, delta_tm, A, B_tm, C_tm, chunk, keep_boundaries=False)
     if D is not None:
         y = y + u_tm * D
     if z is not None:

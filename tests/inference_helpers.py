@@ -1,6 +1,8 @@
-"""A tiny inference bundle built in a temporary folder: an untrained small VisionMambaSurv, map
-statistics and training-cohort risks written as a finetune output would write them, then packaged
-with voxsurv.inference.packaging. Lets the inference tests run without the trained weights."""
+"""A tiny inference bundle built in a temporary folder: an untrained small patient-level
+VisionMambaSurv (CT + 2 maps + mask channels), map statistics, and synthetic training patients
+written as a training run would leave them, then packaged with voxsurv.inference.packaging (which
+recomputes the training patients' risks through the bundle's own pipeline). Lets the inference
+tests run without trained weights."""
 
 from __future__ import annotations
 
@@ -14,52 +16,77 @@ BUNDLE = REPO / "bundles" / "inference"
 TINY_FEATURES = ("firstorder_Mean", "glcm_Contrast")
 # rough tumour-ROI scale of these maps at 1 x 1 x 5 mm, W 250 / L 30 (only to spread the bins)
 TINY_STATS = {"firstorder_Mean": (20.0, 40.0), "glcm_Contrast": (30.0, 40.0)}
+TINY_NETWORK = {"img_size": 32, "embed_dim": 32, "depth": 1}
 
 
-def make_finetune_output(root: Path, features=TINY_FEATURES, img_size: int = 32, embed_dim: int = 32,
-                         depth: int = 1, seed: int = 0, n_patients: int = 15) -> Path:
-    """A fake finetune output folder: models/model_last.pt (full-state layout), map_statistics.json,
-    predictions_finetune.csv (risks of the 'training cohort' with times/events)."""
-    import pandas as pd
+def tiny_network(features=TINY_FEATURES, seed: int = 0, n_members: int = 1, **kwargs):
+    """An untrained small VisionMambaSurv (or SurvivalEnsemble of ``n_members`` differently seeded ones)."""
     import torch
 
-    from networks import VisionMambaSurv
+    from networks import SurvivalEnsemble, VisionMambaSurv
+
+    members = []
+    for i in range(n_members):
+        torch.manual_seed(seed + 1000 * i)
+        members.append(VisionMambaSurv(in_channels=2 + len(features), **{**TINY_NETWORK, **kwargs}))
+    return members[0] if n_members == 1 else SurvivalEnsemble.from_members(members)
+
+
+def make_training_output(root: Path, features=TINY_FEATURES, seed: int = 0, network=None, **kwargs) -> Path:
+    """A fake training output folder: models/model.pt (plain state dict) and map_statistics.json."""
+    import torch
+
     from voxelmaps.normalise import MapStatistics
 
     out = Path(root)
     (out / "models").mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    net = VisionMambaSurv(in_channels=1 + len(features), img_size=img_size, embed_dim=embed_dim, depth=depth)
-    torch.save({"model": net.state_dict(), "trainer": {}}, out / "models" / "model_last.pt")
+    net = network if network is not None else tiny_network(features, seed, **kwargs)
+    torch.save(net.state_dict(), out / "models" / "model.pt")
     mean = np.array([TINY_STATS.get(f, (0.0, 1.0))[0] for f in features])
     std = np.array([TINY_STATS.get(f, (0.0, 1.0))[1] for f in features])
     MapStatistics(list(features), mean, std, np.full(len(features), 1000.0)).save(out / "map_statistics.json")
-    rng = np.random.default_rng(seed)
-    risk = rng.normal(0.0, 0.5, n_patients)
-    time = rng.exponential(900.0 * np.exp(-risk)) + 30.0
-    time[0] = 2000.0  # follow-up beyond 3 years, so S(1095) is estimable
-    event = (rng.random(n_patients) < 0.7).astype(int)
-    event[1] = 1
-    pd.DataFrame({"patient_id": [f"ft-{i:03d}" for i in range(n_patients)], "risk": risk, "time_days": time,
-                  "event": event, "split": "finetune", "n_slices": 5}).to_csv(out / "predictions_finetune.csv",
-                                                                           index=False)
     return out
 
 
-def make_tiny_bundle(root: Path, roi_size_mm: float = 64.0, **kwargs) -> Path:
+def write_training_cohort(folder: Path, n_patients: int = 4, split: str = "train") -> Path:
+    """Synthetic training patients (images/ + manifest.csv with time_days, event, split); returns the manifest."""
+    import pandas as pd
+
+    folder = Path(folder)
+    rows = []
+    for i in range(n_patients):
+        ip, mp = write_synthetic_patient(folder / "images", f"tr{i}", seed=100 + i, radius_mm=9.0 + 2.0 * i)
+        rows.append({"patient_id": f"tr{i}", "image": str(ip.relative_to(folder)), "mask": str(mp.relative_to(folder)),
+                     "time_days": [400.0, 2000.0, 900.0, 1500.0, 700.0, 1200.0][i % 6],
+                     "event": [1, 0, 1, 0, 1, 1][i % 6], "split": split})
+    pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
+    return folder / "manifest.csv"
+
+
+def make_tiny_bundle(root: Path, n_members: int = 1, network=None, features=TINY_FEATURES, min_fov_mm: float = 20.0,
+                     **kwargs) -> Path:
     """Copy of the inference bundle's configs + a packaged tiny model, in ``root/bundle``."""
     from voxsurv.inference.packaging import package
 
     root = Path(root)
     bundle = root / "bundle"
     shutil.copytree(BUNDLE / "configs", bundle / "configs")
-    ft = make_finetune_output(root / "finetune", **kwargs)
-    package(ft, bundle, preprocessing={"roi_size_mm": roi_size_mm})
+    if network is None:
+        network = tiny_network(features, n_members=n_members, **kwargs)
+    out = make_training_output(root / "training", features=features, network=network)
+    manifest = write_training_cohort(root / "cohort")
+    package(out / "models" / "model.pt", bundle, manifest, map_statistics=out / "map_statistics.json",
+            features=list(features), preprocessing={"img_size": network_img_size(network), "min_fov_mm": min_fov_mm})
     return bundle
 
 
+def network_img_size(network) -> int:
+    member = network.members[0] if hasattr(network, "members") else network
+    return int(member.img_size)
+
+
 def write_synthetic_patient(folder: Path, name: str = "syn", seed: int = 0, empty_mask: bool = False,
-                            shift_mask_mm: float | None = None) -> tuple[Path, Path]:
+                            shift_mask_mm: float | None = None, radius_mm: float = 13.0) -> tuple[Path, Path]:
     """A small CT (HU, int16) with a textured spherical 'tumour' and its mask, as NIfTI.
 
     ``empty_mask`` writes an all-zero mask; ``shift_mask_mm`` moves the mask's origin (a mask that
@@ -73,7 +100,7 @@ def write_synthetic_patient(folder: Path, name: str = "syn", seed: int = 0, empt
     spacing = (0.9, 0.9, 2.5)  # x, y, z mm
     z, y, x = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
     r = np.sqrt(((x - 28) * spacing[0]) ** 2 + ((y - 27) * spacing[1]) ** 2 + ((z - 8) * spacing[2]) ** 2)
-    tumour = r < 13.0
+    tumour = r < radius_mm
     ct = np.where(tumour, 35 + 25 * rng.standard_normal(shape), -800 + 30 * rng.standard_normal(shape))
     image = sitk.GetImageFromArray(ct.astype(np.int16))
     image.SetSpacing(spacing)
@@ -92,13 +119,12 @@ _SHARED: dict = {}
 
 
 def shared_tiny_bundle() -> Path:
-    """One read-only tiny bundle (128 mm field of view) per test process, shared by test modules
-    that only predict with it."""
+    """One read-only tiny bundle per test process, shared by test modules that only predict with it."""
     import atexit
     import tempfile
 
     if "bundle" not in _SHARED:
         root = Path(tempfile.mkdtemp(prefix="voxsurv-tiny-bundle-"))
         atexit.register(shutil.rmtree, root, ignore_errors=True)
-        _SHARED["bundle"] = make_tiny_bundle(root, roi_size_mm=128.0)
+        _SHARED["bundle"] = make_tiny_bundle(root)
     return _SHARED["bundle"]

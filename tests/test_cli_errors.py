@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from inference_helpers import make_finetune_output, shared_tiny_bundle, write_synthetic_patient
+from inference_helpers import make_training_output, shared_tiny_bundle, write_synthetic_patient
 from voxsurv.cli import main
 
 
@@ -151,16 +151,17 @@ def checkpoints(tmp_path_factory):
     import torch
 
     d = tmp_path_factory.mktemp("ckpt")
-    good = make_finetune_output(d / "good", seed=1) / "models" / "model_last.pt"
+    good = make_training_output(d / "good", seed=1) / "models" / "model.pt"
     data = good.read_bytes()
     (d / "empty.pt").write_bytes(b"")
     (d / "truncated.pt").write_bytes(data[: len(data) // 2])
     (d / "text.pt").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n")
     (d / "notes.pt").write_text("these are not weights\n")
     torch.save(torch.nn.Linear(2, 2), d / "pickled_model.pt")
-    wrong = make_finetune_output(d / "wrong", features=("firstorder_Mean", "glcm_Contrast", "glcm_Idm"), seed=2)
+    wrong = make_training_output(d / "wrong", features=("firstorder_Mean", "glcm_Contrast", "glcm_Idm"), seed=2,
+                                 embed_dim=48)
     return {"empty": d / "empty.pt", "truncated": d / "truncated.pt", "lfs": d / "text.pt", "text": d / "notes.pt",
-            "pickled": d / "pickled_model.pt", "wrong_architecture": wrong / "models" / "model_last.pt"}
+            "pickled": d / "pickled_model.pt", "wrong_architecture": wrong / "models" / "model.pt"}
 
 
 CHECKPOINT_PROBLEMS = {
@@ -169,7 +170,7 @@ CHECKPOINT_PROBLEMS = {
     "lfs": "weights file is a Git LFS pointer",
     "text": "weights file is a text file, not PyTorch weights",
     "pickled": "weights file holds pickled Python objects besides tensors",
-    "wrong_architecture": "the checkpoint's first layer takes 4 input channels, this bundle's network 3",
+    "wrong_architecture": "weights do not fit the bundle's network: in_channels 5 (bundle: 4)",
 }
 
 
@@ -184,14 +185,30 @@ def test_a_bad_checkpoint_says_what_is_wrong_with_the_file(kind, checkpoints, fi
 
 
 def test_wrong_architecture_message_is_not_cut_short(checkpoints):
+    """Every differing setting is named with both values (the old message stopped at torch's first
+    line, "Error(s) in loading state_dict for ...")."""
     from voxsurv.errors import InputError
     from voxsurv.inference.predictor import RiskPredictor
 
     with pytest.raises(InputError) as info:
         RiskPredictor(shared_tiny_bundle(), checkpoint=checkpoints["wrong_architecture"])
     msg = info.value.problem
-    assert "stem.conv1.conv.weight: checkpoint [" in msg and "vs network [" in msg
-    assert "shape mismatch" in msg and "Error(s) in loading state_dict" not in msg
+    assert "in_channels 5 (bundle: 4)" in msg and "embed_dim 48 (bundle: 32)" in msg
+    assert "Error(s) in loading state_dict" not in msg and "inference_info.json" in info.value.fix
+
+
+def test_a_state_dict_that_fits_no_layer_names_the_mismatches():
+    import torch
+
+    from voxsurv.inference.checkpoint_file import describe_mismatch
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Linear(8, 1))
+    state = {"0.weight": torch.zeros(8, 5, 3, 3), "0.bias": torch.zeros(8), "extra.weight": torch.zeros(1)}
+    msg = describe_mismatch(net, state)
+    assert "first layer takes 5 input channels, this bundle's network 3" in msg
+    assert "0.weight: checkpoint [8, 5, 3, 3] vs network [8, 3, 3, 3]" in msg
+    assert "2 parameter(s) missing from the checkpoint (1.weight, 1.bias)" in msg
+    assert "1 unexpected parameter(s) in the checkpoint (extra.weight)" in msg
 
 
 # ---- quiet stderr, --verbose, progress -------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from inference_helpers import make_finetune_output, shared_tiny_bundle, write_synthetic_patient
+from inference_helpers import make_training_output, shared_tiny_bundle, write_synthetic_patient
 from voxsurv.cli import main
 
 
@@ -114,7 +114,7 @@ def test_out_that_is_not_writable_is_refused_before_any_computation(bundle, pati
 def test_out_with_another_models_results_is_refused_until_overwrite(bundle, patients, tmp_path, capsys,
                                                                      monkeypatch):
     out = tmp_path / "out"
-    other = make_finetune_output(tmp_path / "other", seed=3) / "models" / "model_last.pt"
+    other = make_training_output(tmp_path / "other", seed=3) / "models" / "model.pt"
     i1, m1 = patients["p1"]
     assert _predict(bundle, "--image", i1, "--mask", m1, "--out", out, "--checkpoint", other, capsys=capsys)[0] == 0
     before = (out / "p1_ct" / "report.json").read_text()

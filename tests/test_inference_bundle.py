@@ -1,23 +1,49 @@
-"""Model-zoo checks of the inference bundle: verify_net_in_out, TorchScript export equal to the eager
-network, metadata keys of the bundle specification (offline), MONAI's inference-workflow
-properties (what MONAI Label reads), network_data_format entries, and `monai.bundle run` itself."""
+"""The inference bundle on the patient-level chain: model-zoo checks (verify_net_in_out, scripted
+TorchScript export equal to the eager network, metadata keys, MONAI's inference-workflow
+properties), `monai.bundle run` with one network, an ensemble and an anchored network, the
+post-processing transforms, packaging, and the committed bundle's format."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from inference_helpers import BUNDLE, REPO, make_tiny_bundle, write_synthetic_patient
+from inference_helpers import (BUNDLE, REPO, TINY_FEATURES, make_tiny_bundle, make_training_output, tiny_network,
+                               write_synthetic_patient, write_training_cohort)
+
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     return make_tiny_bundle(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """Three new patients in a folder with manifest.csv (what `monai.bundle run --dataset_dir` reads)."""
+    data = tmp_path_factory.mktemp("cohort")
+    rows = []
+    for i in range(3):
+        ip, mp = write_synthetic_patient(data / "images", f"p{i}", seed=i, radius_mm=8.0 + 3.0 * i)
+        rows.append({"patient_id": f"p{i}", "image": str(ip.relative_to(data)), "mask": str(mp.relative_to(data))})
+    pd.DataFrame(rows).to_csv(data / "manifest.csv", index=False)
+    return data
+
+
+def run_bundle(bundle, dataset_dir, out):
+    """`monai.bundle run` in-process: Dataset + DataLoader + SupervisedEvaluator + postprocessing."""
+    from monai.bundle import ConfigWorkflow
+
+    wf = ConfigWorkflow(config_file=str(bundle / "configs" / "inference.yaml"), workflow_type="inference",
+                        bundle_root=str(bundle), dataset_dir=str(dataset_dir), output_dir=str(out))
+    wf.initialize()
+    wf.run()
+    return pd.read_csv(out / "predictions.csv", float_precision="round_trip")
 
 
 def test_verify_net_in_out(bundle, caplog):
@@ -33,7 +59,7 @@ def test_verify_net_in_out(bundle, caplog):
     assert "data shape of network is verified with no error" in caplog.text
 
 
-def test_torchscript_export_equals_the_eager_network(bundle):
+def test_scripted_torchscript_export_equals_the_eager_network(bundle):
     from voxsurv.inference.packaging import export_torchscript
     from voxsurv.inference.predictor import RiskPredictor
 
@@ -45,19 +71,23 @@ def test_torchscript_export_equals_the_eager_network(bundle):
     version = json.loads((BUNDLE / "configs" / "metadata.json").read_text())["version"]
     assert json.loads(extra["metadata.json"])["version"] == version  # MONAI embeds the bundle files
     torch.manual_seed(3)
-    x = torch.randn(5, eager.in_channels, eager.img_size, eager.img_size) * 3
+    member = eager.members[0]
+    x = torch.rand(2, member.in_channels, member.img_size, member.img_size, 5)
     with torch.no_grad():
         diff = (scripted(x) - eager(x)).abs().max().item()
     assert diff <= 1e-5, diff
+    ts_path.unlink()
 
 
-def test_packaging_removes_a_stale_torchscript(bundle, tmp_path):
-    from inference_helpers import make_finetune_output
-    from voxsurv.inference.packaging import package
-
+def test_packaging_removes_a_stale_torchscript(tmp_path):
+    bundle = make_tiny_bundle(tmp_path / "a")
     stale = bundle / "models" / "model.ts"
     stale.write_bytes(b"old model")
-    package(make_finetune_output(tmp_path / "ft", seed=2), bundle)
+    from voxsurv.inference.packaging import package
+
+    out = make_training_output(tmp_path / "other", seed=2)
+    package(out / "models" / "model.pt", bundle, tmp_path / "a" / "cohort" / "manifest.csv",
+            map_statistics=out / "map_statistics.json", preprocessing={"img_size": 32})
     assert not stale.exists()  # MONAI Deploy would prefer it over the new model.pt
     assert "models/model.ts" in (BUNDLE / ".gitignore").read_text()
 
@@ -70,9 +100,6 @@ def test_metadata_has_every_key_the_bundle_specification_requires():
                 "network_data_format", "intended_use", "data_source", "data_type", "image_classes",
                 "label_classes", "pred_classes", "references", "name"):
         assert key in meta, key
-    # MONAI >= 1.4 renames optional_packages_version to required_packages_version on load,
-    # overwriting the required list: keep it out
-    assert "optional_packages_version" not in meta
     assert meta["version"] in meta["changelog"]
     assert meta["monai_version"] == __import__("monai").__version__
     fmt = meta["network_data_format"]
@@ -88,15 +115,22 @@ def test_metadata_has_every_key_the_bundle_specification_requires():
         assert (BUNDLE / name).exists(), name
 
 
-def test_packaged_metadata_matches_the_network(bundle):
-    from voxsurv.inference.bundle_info import InferenceInfo
+def test_packaged_info_and_metadata_describe_the_network(bundle):
+    from voxsurv.inference.bundle_info import InferenceInfo, sha256_file
 
-    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
     info = InferenceInfo.load(bundle / "models" / "inference_info.json")
+    assert info.features == list(TINY_FEATURES) and info.channel_names == ["ct", *TINY_FEATURES, "mask"]
+    assert info.network["in_channels"] == 4 and info.network["img_size"] == 32 == info.preprocessing["img_size"]
+    assert info.network["pooling"] == "mean" and info.n_members == 1 and not info.anchored
+    assert info.weights_sha256 == sha256_file(bundle / "models" / "model.pt")
+    assert info.provenance["training_patients"] == 4 and info.provenance["training_events"] == 2
+    lo, hi = info.training_risk_range
+    assert lo <= info.tier_cutoffs[0] <= info.tier_cutoffs[1] <= hi
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
     image = meta["network_data_format"]["inputs"]["image"]
-    assert image["num_channels"] == info.in_channels == 3
-    assert image["spatial_shape"] == [32, 32]
-    assert list(image["channel_def"].values()) == ["CT", *info.features]
+    assert image["num_channels"] == info.in_channels == 4
+    assert image["spatial_shape"] == [32, 32, "*"]
+    assert list(image["channel_def"].values()) == ["ct", *info.features, "mask"]
 
 
 def test_inference_workflow_properties_are_complete(bundle, tmp_path):
@@ -113,60 +147,139 @@ def test_inference_workflow_properties_are_complete(bundle, tmp_path):
         assert key in wf.parser.config
     assert type(wf.parser.get_parsed_content("preprocessing")).__name__ == "Compose"
     assert type(wf.parser.get_parsed_content("postprocessing")).__name__ == "Compose"
+    # the SAME chain as training: custom_transforms.pipeline.patient_preprocessing
+    assert wf.parser.config["preprocessing"]["_target_"] == "custom_transforms.pipeline.patient_preprocessing"
 
 
-def test_packaging_recomputes_training_risks_and_monai_bundle_run_agrees(tmp_path):
-    """Packaging with the cohort manifest refits the tier cut-offs on risks recomputed with the
-    packaged weights; `monai.bundle run` (Dataset + DataLoader + SupervisedEvaluator + the
-    postprocessing Compose) on the same patients gives risks whose tertiles are those cut-offs."""
-    from monai.bundle import ConfigWorkflow
-
-    from inference_helpers import make_finetune_output
+def test_bundle_run_gives_the_training_risks_back_and_the_calibration_follows_them(bundle, tmp_path):
+    """Packaging recomputed the 4 training patients' risks through the bundle's pipeline;
+    `monai.bundle run` on those patients gives risks whose tertiles are the cut-offs and whose
+    min/max is the stored training range (one float32 network, same inputs: 1e-6)."""
     from voxsurv.inference.bundle_info import InferenceInfo, tertile_cutoffs
+
+    info = InferenceInfo.load(bundle / "models" / "inference_info.json")
+    pred = run_bundle(bundle, bundle.parent / "cohort", tmp_path / "out")
+    assert list(pred.columns) == ["patient_id", "risk", "tier", "in_training_range", "s_365", "s_730", "s_1095"]
+    assert list(pred.patient_id) == ["tr0", "tr1", "tr2", "tr3"]
+    assert tertile_cutoffs(pred.risk) == pytest.approx(info.tier_cutoffs, abs=1e-6)
+    assert [pred.risk.min(), pred.risk.max()] == pytest.approx(info.training_risk_range, abs=1e-6)
+    assert pred.in_training_range.all()
+    c1, c2 = info.tier_cutoffs
+    assert list(pred.tier) == [["Low", "Intermediate", "High"][int(r >= c1) + int(r >= c2)] for r in pred.risk]
+
+
+def test_bundle_run_risk_is_the_networks_own_output_on_the_stack(bundle, cohort, tmp_path):
+    """One patient per batch, no slice aggregation: the bundle's risk is the network applied to the
+    patient's (C, H, W, S) stack from patient_preprocessing (built here from the factory itself)."""
+    from custom_transforms.pipeline import patient_preprocessing
+    from voxsurv.inference.bundle_info import InferenceInfo
+    from voxsurv.inference.predictor import RiskPredictor
+
+    pred = run_bundle(bundle, cohort, tmp_path / "out")
+    info = InferenceInfo.load(bundle / "models" / "inference_info.json")
+    pre = patient_preprocessing(info.statistics(), features=info.features, **info.preprocessing)
+    net = RiskPredictor(bundle).network
+    for row in pred.itertuples():
+        sample = pre({"image": str(cohort / "images" / f"{row.patient_id}_ct.nii.gz"),
+                      "mask": str(cohort / "images" / f"{row.patient_id}_gtv.nii.gz")})
+        assert sample["image"].shape[:3] == (4, 32, 32) and sample["image"].shape[3] >= 2
+        with torch.no_grad():
+            expected = float(net(sample["image"][None], sample["descriptors"][None]))
+        assert row.risk == pytest.approx(expected, abs=1e-6)
+    assert pred.risk.nunique() == 3
+
+
+def test_ensemble_bundle_risk_is_the_mean_of_its_members(tmp_path, cohort):
+    from voxsurv.inference.bundle_info import InferenceInfo
+
+    ensemble = tiny_network(n_members=3)
+    bundle = make_tiny_bundle(tmp_path / "ens", network=ensemble)
+    assert InferenceInfo.load(bundle / "models" / "inference_info.json").n_members == 3
+    pred = run_bundle(bundle, cohort, tmp_path / "out")
+    singles = []
+    for i, member in enumerate(ensemble.members):
+        b = make_tiny_bundle(tmp_path / f"m{i}", network=member)
+        singles.append(run_bundle(b, cohort, tmp_path / f"out{i}").risk.to_numpy())
+    assert np.allclose(pred.risk, np.mean(singles, axis=0), atol=1e-6)
+    assert np.ptp(np.asarray(singles)[:, 0]) > 1e-4  # the members differ: the mean is not any one of them
+
+
+def test_anchored_bundle_reports_anchor_offset_and_image_risk(tmp_path, cohort):
+    """risk = anchor_offset + image_risk; the offset is the stored Cox predictor on [log volume, mean HU]."""
+    from custom_transforms.pipeline import volume_preprocessing
+
+    net = tiny_network(n_descriptors=2)
+    coef, mean, scale = [0.8, -0.5], [2.0, 30.0], [0.7, 20.0]
+    net.set_anchor(coef, mean, scale)
+    bundle = make_tiny_bundle(tmp_path / "anch", network=net)
+    pred = run_bundle(bundle, cohort, tmp_path / "out")
+    assert {"anchor_offset", "image_risk"} <= set(pred.columns)
+    assert np.allclose(pred.risk, pred.anchor_offset + pred.image_risk, atol=1e-6)
+    vol = volume_preprocessing([])
+    for row in pred.itertuples():
+        d = vol({"image": str(cohort / "images" / f"{row.patient_id}_ct.nii.gz"),
+                 "mask": str(cohort / "images" / f"{row.patient_id}_gtv.nii.gz")})["descriptors"].double().numpy()
+        expected = float(((d - np.array(mean)) / np.array(scale)) @ np.array(coef))
+        assert row.anchor_offset == pytest.approx(expected, abs=1e-5)
+    assert pred.anchor_offset.nunique() == 3  # tumours of different sizes
+
+
+def test_postprocessing_refuses_several_values_and_flags_risks_outside_the_training_range():
+    from voxsurv.inference.postprocessing import PatientRiskd, TrainingRiskRanged
+
+    with pytest.raises(ValueError, match="one risk per patient"):
+        PatientRiskd("pred")({"pred": torch.tensor([[0.1], [0.2], [0.3]])})  # per-slice outputs
+    assert PatientRiskd("pred")({"pred": torch.tensor([0.25])})["risk"] == pytest.approx(0.25)
+    check = TrainingRiskRanged("risk", risk_range=[-0.5, 0.5])
+    assert check({"risk": 0.5})["in_training_range"] is True
+    assert check({"risk": 0.51})["in_training_range"] is False
+    assert check({"risk": -0.7})["training_risk_range"] == [-0.5, 0.5]
+
+
+def test_old_format_info_gives_a_clear_error(tmp_path):
+    from voxsurv.errors import InputError
+    from voxsurv.inference.bundle_info import InferenceInfo
+
+    path = tmp_path / "inference_info.json"
+    path.write_text(json.dumps({"format": "voxsurv-inference-info/1", "features": ["a"]}))
+    with pytest.raises(InputError, match="old per-slice format") as err:
+        InferenceInfo.load(path)
+    assert "Fix: re-package" in str(err.value) and str(path) in str(err.value)
+
+
+def test_packaging_refuses_statistics_that_do_not_fit_the_network(tmp_path):
+    from voxsurv.errors import InputError
     from voxsurv.inference.packaging import package
 
-    data = tmp_path / "data"
-    rows = []
-    for i in range(3):
-        ip, mp = write_synthetic_patient(data / "images", f"p{i}", seed=i)
-        rows.append({"patient_id": f"p{i}", "image": str(ip.relative_to(data)), "mask": str(mp.relative_to(data)),
-                     "time_days": [400, 900, 1500][i], "event": [1, 1, 0][i]})
-    pd.DataFrame(rows).to_csv(data / "manifest.csv", index=False)
-    ft = make_finetune_output(tmp_path / "ft", seed=4)
-    pd.DataFrame({**pd.DataFrame(rows)[["patient_id", "time_days", "event"]], "risk": [9.0, 9.5, 10.0],
-                  "split": "finetune"}).to_csv(ft / "predictions_finetune.csv", index=False)
     bundle = tmp_path / "bundle"
     shutil.copytree(BUNDLE / "configs", bundle / "configs")
-    package(ft, bundle, manifest=data / "manifest.csv")
-    info = InferenceInfo.load(bundle / "models" / "inference_info.json")
-    assert info.provenance["training_risks"].startswith("recomputed with the packaged weights")
-    assert max(info.tier_cutoffs) < 9.0  # not the (deliberately wrong) risks of the prediction file
-
-    wf = ConfigWorkflow(config_file=str(bundle / "configs" / "inference.yaml"), workflow_type="inference",
-                        bundle_root=str(bundle), dataset_dir=str(data), output_dir=str(tmp_path / "out"))
-    wf.initialize()
-    wf.run()
-    pred = pd.read_csv(tmp_path / "out" / "predictions.csv")
-    assert list(pred.columns) == ["patient_id", "risk", "tier", "s_365", "s_730", "s_1095"]
-    assert list(pred.patient_id) == ["p0", "p1", "p2"]
-    assert tertile_cutoffs(pred.risk) == pytest.approx(info.tier_cutoffs, abs=1e-6)
-    assert list(pred.tier) == [["Low", "Intermediate", "High"][int(r >= info.tier_cutoffs[0]) +
-                                                              int(r >= info.tier_cutoffs[1])] for r in pred.risk]
+    out = make_training_output(tmp_path / "t", features=("firstorder_Mean",),
+                               network=tiny_network(("firstorder_Mean", "glcm_Contrast", "firstorder_Median")))
+    manifest = write_training_cohort(tmp_path / "c", n_patients=3)
+    with pytest.raises(InputError, match="takes 3 maps"):
+        package(out / "models" / "model.pt", bundle, manifest, map_statistics=out / "map_statistics.json")
+    assert not (bundle / "models" / "model.pt").exists()
 
 
 def test_committed_bundle_artefacts_are_small_and_consistent():
-    """The weights committed with the bundle stay well under 20 MB, match inference_info.json and
-    metadata.json, and no TorchScript file is tracked (it could go stale)."""
+    """The weights committed with the bundle stay small and match inference_info.json and
+    metadata.json, and no TorchScript file is tracked (it could go stale). Until the study ships
+    patient-level weights the committed bundle holds the old per-slice format, and loading it must
+    say so (the lead swaps the weights; see docs/shipped_weights.md)."""
     tracked = subprocess.run(["git", "ls-files", "bundles/inference"], capture_output=True, text=True, cwd=REPO).stdout
     assert "model.ts" not in tracked
-    weights = BUNDLE / "models" / "model.pt"
-    if not weights.exists():
-        pytest.skip("no packaged weights in bundles/inference/models yet")
-    from voxsurv.inference.bundle_info import InferenceInfo, sha256_file
+    from voxsurv.errors import InputError
+    from voxsurv.inference.bundle_info import OLD_INFO_FORMATS, InferenceInfo, sha256_file
 
-    assert weights.stat().st_size < 5 * 2 ** 20
+    weights = BUNDLE / "models" / "model.pt"
+    assert weights.stat().st_size < 20 * 2 ** 20
+    fmt = json.loads((BUNDLE / "models" / "inference_info.json").read_text())["format"]
+    if fmt in OLD_INFO_FORMATS:
+        with pytest.raises(InputError, match="old per-slice format"):
+            InferenceInfo.load(BUNDLE / "models" / "inference_info.json")
+        pytest.skip("committed weights are the old per-slice format until the study ships new ones (lead)")
     info = InferenceInfo.load(BUNDLE / "models" / "inference_info.json")
     assert info.weights_sha256 == sha256_file(weights)
     meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
     assert meta["network_data_format"]["inputs"]["image"]["num_channels"] == info.in_channels
-    assert Path(BUNDLE / "docs" / "README.md").read_text().count("voxsurv predict") >= 1
+    assert (BUNDLE / "docs" / "README.md").read_text().count("voxsurv predict") >= 1

@@ -58,6 +58,25 @@ def test_apply_bins_and_outside_value():
     assert flat.zscore(np.array([[5.0, 7.0]])).tolist() == [[0.0, 0.0]]
 
 
+def test_centred_scale_is_bin_over_n_bins_minus_half_and_zero_outside():
+    """The network's map input (issue 11): inside the tumour (-0.47, 0.5], mean ~0 over the
+    training cohort, 0 outside; the same bins as the paper's integers, only shifted and scaled."""
+    patients = _cohort()
+    stats = MapStatistics.fit(patients, ["a", "b", "c"])
+    maps, mask = patients[1]
+    bins = stats.apply(maps, mask, scale="bins")
+    centred = stats.apply(maps, mask, scale="centred")
+    np.testing.assert_allclose(centred[:, mask], bins[:, mask] / 32 - 0.5, atol=1e-7)
+    assert (centred[:, ~mask] == 0).all() and (bins[:, ~mask] == 0).all()
+    assert centred.min() >= 1 / 32 - 0.5 and centred.max() <= 0.5
+    pooled = np.concatenate([stats.apply(m, k, scale="centred")[:, k] for m, k in patients], axis=1)
+    assert np.abs(pooled.mean(axis=1)).max() < 0.05  # centred over the training cohort
+    np.testing.assert_allclose(stats.apply(maps, mask, scale="zscore")[:, mask],
+                               np.clip(stats.zscore(maps, mask)[:, mask], -3, 3), atol=1e-6)
+    with pytest.raises(ValueError, match="scale must be one of"):
+        stats.apply(maps, mask, scale="minmax")
+
+
 def test_per_patient_zscore_is_optional_and_differs_from_cohort():
     patients = _cohort()
     stats = MapStatistics.fit(patients, ["a", "b", "c"])

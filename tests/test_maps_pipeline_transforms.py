@@ -12,6 +12,7 @@ from custom_transforms import NormaliseMapsd, VoxelRadiomicsMapsd
 from maps_pipeline_helpers import crop_patient
 from voxelmaps import compute_maps
 from voxelmaps.normalise import MapStatistics
+from voxsurv.errors import InputError
 
 FEATURES = ["firstorder_Mean", "glcm_Contrast", "glszm_ZoneEntropy"]
 
@@ -58,10 +59,18 @@ def test_maps_transform_shapes_metadata_and_values(sample):
     assert (norm[:, outside] == 0).all()
 
 
-def test_normalise_matches_statistics_by_channel_name(sample, tmp_path):
+def test_normalise_picks_the_statistics_maps_by_channel_name(sample, tmp_path):
     stats = MapStatistics(["b", "a"], np.array([0.0, 100.0]), np.array([1.0, 1.0]),
                           np.array([1.0, 1.0]), n_bins=4, z_clip=2.0)
     path = stats.save(tmp_path / "s.json")
-    maps = MetaTensor(torch.full((1, 2, 2, 1), 100.0), meta={"channel_names": ["a"]})
+    # the maps hold more channels, in another order (e.g. read from a cache with all 90)
+    maps = MetaTensor(torch.stack([torch.full((2, 2, 1), v) for v in (7.0, 100.0, 1.0)]),
+                      meta={"channel_names": ["c", "a", "b"]})
     out = NormaliseMapsd(keys="maps", statistics=str(path))({"maps": maps})["maps"]
-    assert out.shape == (1, 2, 2, 1) and (out == 3).all()  # z = 0 -> bin 3 of 4 over [-2, 2]
+    assert out.shape == (2, 2, 2, 1) and out.meta["channel_names"] == ["b", "a"]
+    assert (out[0] == 4).all() and (out[1] == 3).all()  # z = 1 -> bin 4 of 4; z = 0 -> bin 3
+    centred = NormaliseMapsd(keys="maps", statistics=stats, scale="centred")({"maps": maps})["maps"]
+    np.testing.assert_allclose(centred.numpy(), out.numpy() / 4 - 0.5)
+    lacking = MetaTensor(torch.ones((1, 2, 2, 1)), meta={"channel_names": ["a"]})
+    with pytest.raises(InputError, match=r"patient p1: maps \['b'\] have statistics but were not computed"):
+        NormaliseMapsd(keys="maps", statistics=stats)({"maps": lacking, "patient_id": "p1"})

@@ -1,5 +1,7 @@
 """Issue 4 acceptance: VisionMambaSurv shapes and size, fine-tuning freeze, fixed-seed determinism,
-torch.jit.trace export equal to eager, bidirectional mixing, scan-backend choice, Grad-CAM."""
+torch.jit.trace export equal to eager, bidirectional mixing, scan-backend choice, Grad-CAM.
+(Patient stacks, pooling and anchoring: test_network_patient_stacks.py; TorchScript scripting:
+test_network_torchscript.py; ensembles: test_network_ensemble.py.)"""
 
 from __future__ import annotations
 
@@ -30,18 +32,27 @@ def batch(n=4, channels=3, size=32, seed=1):
 
 def test_default_network_shape_and_parameter_count():
     torch.manual_seed(0)
-    net = VisionMambaSurv(in_channels=10)
+    net = VisionMambaSurv(in_channels=18)  # CT + 16 maps + mask at the issue-11 defaults
     n_params = sum(p.numel() for p in net.parameters())
-    print(f"VisionMambaSurv(in_channels=10) parameters: {n_params:,}")
-    assert 1_000_000 < n_params < 1_300_000  # Vim-tiny-like width 128, depth 8
-    assert len(net.blocks) == 8 and net.tokens.pos_embed.shape == (1, 145, 128)
+    print(f"VisionMambaSurv(in_channels=18) parameters: {n_params:,}")
+    assert 150_000 < n_params < 300_000  # width 64, depth 4
+    assert len(net.blocks) == 4 and net.tokens.pos_embed.shape == (1, 37, 64)  # 6 x 6 + class token
     net.eval()
     with torch.no_grad():
-        out = net(torch.randn(2, 10, 96, 96))
+        out = net(torch.randn(2, 18, 48, 48, 3))
     assert out.shape == (2, 1) and torch.isfinite(out).all()
     # Mamba's dt bias init survives the Linear re-initialisation (softplus(bias) in [1e-3, 0.1])
     dt = torch.nn.functional.softplus(net.blocks[0].mixer.forward_branch.dt_proj.bias)
     assert dt.min() >= 1e-3 - 1e-6 and dt.max() <= 0.1 + 1e-6
+
+
+def test_paper_size_network_parameter_count():
+    """Vim-tiny-like width 128, depth 8 at 96 px (the first shipped configuration's size)."""
+    torch.manual_seed(0)
+    net = VisionMambaSurv(in_channels=10, img_size=96, embed_dim=128, depth=8)
+    n_params = sum(p.numel() for p in net.parameters())
+    assert n_params == 1_151_617  # docs/network.md quotes this number
+    assert net.tokens.pos_embed.shape == (1, 145, 128)
 
 
 def test_fixed_seed_gives_identical_weights_and_output():
@@ -55,7 +66,9 @@ def test_fixed_seed_gives_identical_weights_and_output():
 
 def test_freeze_keeps_stem_and_first_blocks_bit_identical_after_adamw_step():
     net = make_net()
-    net.freeze()  # stem + first depth // 2 blocks
+    frozen = net.freeze()  # stem + first depth // 2 blocks
+    assert frozen == ["stem", "tokens", "blocks.0", "blocks.1"]
+    assert not hasattr(net, "_frozen_modules")  # no bookkeeping beside requires_grad (issue 14)
     before = copy.deepcopy(net.state_dict())
     net.train()
     bn = net.stem.conv1.adn.N
@@ -76,10 +89,21 @@ def test_freeze_keeps_stem_and_first_blocks_bit_identical_after_adamw_step():
     assert id(net.blocks[3].mixer.out_proj.weight) in trainable
     assert id(net.blocks[1].mixer.out_proj.weight) not in trainable
     assert id(net.stem.conv1.conv.weight) not in trainable
-    net.freeze(stem=False, blocks=0)
+    assert net.freeze(stem=False, blocks=0) == []
     assert sum(1 for _ in net.trainable_parameters()) == sum(1 for _ in net.parameters())
     net.train()
     assert bn.training
+
+
+def test_freeze_survives_a_deep_copy_and_a_reload():
+    """Frozen state lives in requires_grad only: a copy keeps its frozen BatchNorm in eval mode."""
+    net = make_net()
+    net.freeze(stem=True, blocks=1)
+    clone = copy.deepcopy(net).train()
+    assert not clone.stem.conv2.adn.N.training and not clone.blocks[0].mixer.in_proj.weight.requires_grad
+    assert clone.blocks[1].mixer.in_proj.weight.requires_grad
+    with pytest.raises(ValueError, match="blocks must be in"):
+        net.freeze(blocks=5)
 
 
 def test_torch_jit_trace_matches_eager(tmp_path):
@@ -161,6 +185,8 @@ def test_bad_input_raises():
     net = make_net()
     with pytest.raises(ValueError, match="expected input"):
         net(torch.randn(2, 5, 32, 32))
+    with pytest.raises(ValueError, match="expected input"):
+        net(torch.randn(2, 3, 32))
     with pytest.raises(ValueError, match="32x32"):
         net(torch.randn(2, 3, 40, 40))
     with pytest.raises(ValueError, match="divisible by 8"):
@@ -178,7 +204,8 @@ def test_gradcam_risk_map_at_input_resolution():
 
 
 def test_gradcam_works_on_a_frozen_network():
-    net = make_net().freeze()
+    net = make_net()
+    net.freeze()
     cam = risk_attention_map(net, batch(n=2, seed=4)[0], normalise=False)
     assert cam.shape == (2, 1, 32, 32) and torch.isfinite(cam).all() and cam.max() > cam.min()
 

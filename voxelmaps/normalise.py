@@ -4,7 +4,9 @@ Maps have wildly different scales (Energy ~1e5, Idmn ~1), so each map is z-score
 standard deviation fitted once on the TRAINING cohort (ROI voxels pooled over patients) and
 re-applied unchanged to validation, test and inference data; then the z-scores are clipped to
 [-z_clip, z_clip] and cut into `n_bins` equal-width bins (default 32 over [-3, 3]), which bounds
-outliers and gives every map the same integer range.
+outliers and gives every map the same range. The network gets the bins CENTRED (bin / n_bins - 0.5,
+0 outside the tumour): as integers 1..32 with 0 outside (the first shipped weights), every channel
+was about 16.5 x mask and any random convolution computed tumour area (issue 11).
 
 Per-patient z-scoring (`per_patient=True`) exists for comparison but is not the default: it maps
 every patient's tumour to mean 0 / std 1 per map, which erases the between-patient differences in
@@ -24,6 +26,9 @@ from voxsurv.errors import InputError
 from voxsurv.jsonfile import write_json_atomic
 
 STATS_FORMAT = "voxsurv-map-statistics/1"
+
+#: What MapStatistics.apply returns: see its docstring.
+SCALES = ("centred", "bins", "zscore")
 
 
 def _roi_values(maps: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -125,13 +130,25 @@ class MapStatistics:
         bins = np.floor((z + self.z_clip) / width) + 1.0
         return np.minimum(bins, self.n_bins)
 
-    def apply(self, maps, mask=None, discretise: bool = True, per_patient: bool = False,
-              outside_value: float | None = 0.0) -> np.ndarray:
-        """z-score (+ bins 1..n_bins when `discretise`), then `outside_value` where the map is NaN
-        (outside the ROI or a failed feature; 0 = "not tumour" next to bins 1..n_bins).
-        `outside_value=None` keeps NaN. Returns float32."""
+    def apply(self, maps, mask=None, scale: str = "bins", per_patient: bool = False,
+              outside_value: float | None = 0.0, discretise: bool | None = None) -> np.ndarray:
+        """z-score, clip to [-z_clip, z_clip], then ``scale``: ``"bins"`` 1..n_bins, ``"centred"``
+        bin / n_bins - 0.5 (in (-0.47, 0.5]: mean ~0 inside the tumour, so a map channel is not
+        "constant x mask"), ``"zscore"`` the clipped z-scores. Then ``outside_value`` where the
+        map is NaN (outside the ROI or a failed feature; 0 = "not tumour"). ``outside_value=None``
+        keeps NaN. ``discretise`` is the old spelling (True = "bins", False = "zscore").
+        Returns float32."""
+        if discretise is not None:
+            scale = "bins" if discretise else "zscore"
+        if scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
         z = self.zscore(maps, mask, per_patient=per_patient)
-        out = self.discretise(z) if discretise else np.clip(z, -self.z_clip, self.z_clip)
+        if scale == "zscore":
+            out = np.clip(z, -self.z_clip, self.z_clip)
+        else:
+            out = self.discretise(z)
+            if scale == "centred":
+                out = out / self.n_bins - 0.5
         if mask is not None:
             out[:, ~(np.asarray(mask).reshape(out.shape[1:]) > 0)] = np.nan
         if outside_value is not None:

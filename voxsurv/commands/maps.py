@@ -23,7 +23,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("maps", help="voxel-level radiomics maps (cohort cache or one patient)",
                        description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
-    p.add_argument("--out", help="output folder (cohort: maps/<hash>.npz + .json, maps_index.csv, exclusions.csv; "
+    p.add_argument("--out", help="output folder (cohort: maps cache maps/<key>/, maps_index.csv, exclusions.csv; "
                                  "one patient: maps.nii.gz + maps.json or maps.npz, montage.png)")
     deprecated_alias(p, "--out-dir", "out", "--out")
     g = p.add_argument_group("cohort mode")
@@ -100,6 +100,10 @@ class _CohortProgress(logging.Handler):
 
 
 def _run_cohort(args) -> int:
+    """The cohort through custom_transforms.pipeline.volume_preprocessing with the maps cache in
+    <out>/maps: cached maps lie on the bundles' grid, and bundles given that cache read them."""
+    from pathlib import Path
+
     from voxelmaps.features import resolve_features
     from voxsurv.console import progress_bar, warn
     from voxsurv.output_paths import check_output_folder
@@ -107,22 +111,27 @@ def _run_cohort(args) -> int:
 
     check_output_folder(args.out)
     read_csv_table(args.manifest, "manifest")  # encoding / format errors, before any work
-    from voxelmaps.cohort import CohortJob, extract_cohort, read_cohort
+    features = resolve_features(args.features)
+    from custom_transforms.pipeline import volume_preprocessing
+    from voxelmaps.cohort import RecordReader, run_cohort
+    from voxsurv.ingest.volumes import check_image_mask
+    from voxsurv.manifest import load_manifest
 
-    job = CohortJob(out_dir=args.out, backend=args.backend,
-                    features=resolve_features(args.features), settings=_settings(args),
-                    spacing_xyz=None if args.no_resample else tuple(args.spacing),
-                    device=args.device, threads=args.threads)
-    records = read_cohort(args.manifest)
+    chain = volume_preprocessing(features, pixdim=None if args.no_resample else tuple(args.spacing),
+                                 maps_backend=args.backend, maps_cache_dir=Path(args.out) / "maps",
+                                 maps_settings=_settings(args), maps_device=args.device)
+    # missing files become that patient's exclusion (checked per patient), not a failed run
+    records = load_manifest(args.manifest, check_files=False)[["patient_id", "image", "mask"]].to_dict("records")
     log.info("maps for %d patients -> %s (%s backend, %d features)", len(records), args.out,
-             args.backend, len(job.features))
+             args.backend, len(features))
     bar = progress_bar(total=len(records), desc="maps", unit="patient")
     runner_log = logging.getLogger("voxelmaps.cohort")
     handler, level = _CohortProgress(bar), runner_log.level
     runner_log.addHandler(handler)
     runner_log.setLevel(min(level or logging.INFO, logging.INFO))
     try:
-        rows = extract_cohort(records, job, workers=args.workers, dask_scheduler=args.dask_scheduler)
+        rows = run_cohort(records, RecordReader(chain, check=check_image_mask), args.out, workers=args.workers,
+                          threads=args.threads, dask_scheduler=args.dask_scheduler)
     finally:
         runner_log.removeHandler(handler)
         runner_log.setLevel(level)

@@ -1,64 +1,128 @@
-"""Grad-CAM of the slices a patient's risk came from, put back into the input CT's geometry.
+"""Grad-CAM of a patient's risk for every slice of its tumour stack, put back into the input CT's
+geometry.
 
-The network sees 2D crops of the 1 x 1 x 5 mm resampled volume, resized to its input size.
-Each crop carries (from custom_transforms.TumourSlices) its slice index, crop start and an affine
-placing it in patient space; the CAMs are resized back to the crop size, laid into a small volume
-on the resampled grid (the crops' bounding box) and resampled (linear) onto the input image's
-grid with SimpleITK, so the NIfTI written has exactly the input CT's size, spacing, origin and
-direction and overlays it in any viewer.
+The network sees a (C, H, W, S) stack: S axial slices of the 1 x 1 x 5 mm resampled volume, each
+cut with the patient's field of view around its own tumour (``crop_boxes``: x0, y0, width_x,
+width_y in voxels of that volume) and resized to H x W (custom_transforms.TumourStack). The risk
+is ONE number pooled over the slices, so the Grad-CAM of slice s is the part of that number's
+gradient that flows through slice s's stem features: slices are comparable with each other (a
+slice the pooling weighs little gets a weak map). Each map is resized back to its crop box, laid
+into a volume on the resampled grid, and resampled (linear) onto the input image's grid with
+SimpleITK, so the NIfTI written has exactly the input CT's size, spacing, origin and direction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["crops_to_volume", "resample_like", "attention_on_input_grid"]
+__all__ = ["CAM_LAYER", "cam_layers", "slice_gradcam", "stack_to_volume", "resample_like", "attention_on_input_grid"]
 
+#: the last spatially organised features of VisionMambaSurv (the Mamba blocks mix all tokens)
+CAM_LAYER = "stem.conv2"
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def _shift(x: float, y: float, z: float) -> np.ndarray:
-    s = np.eye(4)
-    s[:3, 3] = (x, y, z)
-    return s
+def cam_layers(network: nn.Module, layer: str = CAM_LAYER) -> list[nn.Module]:
+    """The Grad-CAM layer of a network, or of every member of a SurvivalEnsemble."""
+    members = getattr(network, "members", None)
+    nets = list(members) if isinstance(members, nn.ModuleList) else [network]
+    return [net.get_submodule(layer) for net in nets]
 
 
-def crops_to_volume(values: Sequence[torch.Tensor], crops: Sequence) -> sitk.Image:
-    """Lay 2D maps (each (H, W), any size) into a volume on the grid the crops were cut from.
+def slice_gradcam(network: nn.Module, image: torch.Tensor, descriptors: torch.Tensor | None = None,
+                  layer: str = CAM_LAYER) -> torch.Tensor:
+    """Grad-CAM of the patient risk per slice: (C, H, W, S) stack -> (S, H, W), positive part, not
+    normalised. For an ensemble the members' maps are summed (each member's gradient already
+    carries its 1/n_members share of the mean risk).
+
+    Per member and slice: weights = spatial mean of d risk / d activation, map = ReLU(sum over
+    channels of weights x activation), upsampled bilinearly to H x W -- MONAI's ``GradCAM`` on a
+    network whose batch is the S slices (tested against it).
+    """
+    if image.dim() != 4:
+        raise ValueError(f"expected one patient's stack (C, H, W, S), got {tuple(image.shape)}")
+    x = torch.as_tensor(image).detach().float().clone()[None]
+    layers = cam_layers(network, layer)
+    acts: dict[int, torch.Tensor] = {}
+    grads: dict[int, torch.Tensor] = {}
+
+    def keep(i: int):
+        def hook(_module, _inputs, output):
+            acts[i] = output
+            output.register_hook(lambda g: grads.__setitem__(i, g))
+        return hook
+
+    handles = [m.register_forward_hook(keep(i)) for i, m in enumerate(layers)]
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.enable_grad():
+            # an input that requires grad keeps the stem on the graph when it is frozen (fine-tuning)
+            x.requires_grad_(True)
+            desc = None if descriptors is None else torch.as_tensor(descriptors).float().reshape(1, -1).to(x.device)
+            risk = network(x, desc)
+            risk.reshape(-1)[0].backward()
+    finally:
+        for h in handles:
+            h.remove()
+        network.train(was_training)
+    n_slices, size = image.shape[-1], tuple(image.shape[1:3])
+    cam = torch.zeros((n_slices, 1, *acts[0].shape[-2:]))
+    for i in range(len(layers)):
+        a, g = acts[i].detach(), grads[i].detach()  # (S, channels, h, w): the batch of one patient's slices
+        if a.shape[0] != n_slices:
+            raise ValueError(f"{layer} saw {a.shape[0]} slices, the stack has {n_slices}")
+        weights = g.mean(dim=(2, 3), keepdim=True)
+        cam = cam + F.relu((weights * a).sum(dim=1, keepdim=True)).cpu()
+    return F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def _meta_array(meta: Mapping, key: str) -> np.ndarray:
+    if key not in meta:
+        raise ValueError(f"the stack's meta has no {key!r} (made by custom_transforms.TumourStack?)")
+    v = meta[key]
+    return (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v))
+
+
+def stack_to_volume(values: torch.Tensor, meta: Mapping) -> sitk.Image:
+    """(S, H, W) maps of a tumour stack -> a volume on the grid the stack was cut from.
+
+    Each map is resized (bilinear, as the stack was resized from its crop box) to its crop box and
+    laid at (x0, y0, slice index); parts of a box outside the volume are dropped; voxels no box
+    covers are 0.
 
     Args:
-        values: one 2D tensor per crop; resized (bilinear) to the crop's size.
-        crops: the (1, sx, sy) mask crops of custom_transforms.TumourSlicesd (MetaTensors whose meta
-            has ``slice_index`` and ``crop_start`` and whose affine is the RAS affine of the crop).
+        values: one (H, W) map per slice of the stack.
+        meta: the stack's meta (``slice_indices``, ``crop_boxes``, ``volume_affine`` (RAS, MONAI),
+            ``volume_spatial_shape``).
 
     Returns:
-        a float32 SimpleITK image (LPS geometry) covering the crops' bounding box.
+        a float32 SimpleITK image (LPS geometry) of the resampled volume's grid.
     """
-    if not crops or len(values) != len(crops):
-        raise ValueError(f"need one value map per crop, got {len(values)} maps for {len(crops)} crops")
-    boxes = []
-    for crop in crops:
-        (x0, y0), k = crop.meta["crop_start"], int(crop.meta["slice_index"])
-        boxes.append((int(x0), int(y0), k, int(crop.shape[-2]), int(crop.shape[-1])))
-    bx0, by0, bk0 = min(b[0] for b in boxes), min(b[1] for b in boxes), min(b[2] for b in boxes)
-    bx1 = max(b[0] + b[3] for b in boxes)
-    by1 = max(b[1] + b[4] for b in boxes)
-    bk1 = max(b[2] for b in boxes) + 1
-    vol = np.zeros((bx1 - bx0, by1 - by0, bk1 - bk0), dtype=np.float32)
-    for v, (x0, y0, k, sx, sy) in zip(values, boxes):
-        v = torch.as_tensor(v, dtype=torch.float32).reshape(1, 1, *v.shape[-2:])
-        if tuple(v.shape[-2:]) != (sx, sy):
-            v = F.interpolate(v, size=(sx, sy), mode="bilinear", align_corners=False)
-        vol[x0 - bx0:x0 - bx0 + sx, y0 - by0:y0 - by0 + sy, k - bk0] = v[0, 0].numpy()
-    # affine of the resampled volume = crop affine @ shift(crop start)^-1; then move to the box corner
-    x0, y0, k = boxes[0][:3]
-    crop_affine = np.asarray(crops[0].affine, dtype=np.float64)
-    ras = crop_affine @ np.linalg.inv(_shift(x0, y0, k)) @ _shift(bx0, by0, bk0)
+    slices = _meta_array(meta, "slice_indices").astype(int).reshape(-1)
+    boxes = _meta_array(meta, "crop_boxes").astype(int).reshape(-1, 4)
+    shape = tuple(int(v) for v in _meta_array(meta, "volume_spatial_shape").reshape(-1))
+    ras = _meta_array(meta, "volume_affine").astype(np.float64).reshape(4, 4)
+    values = torch.as_tensor(values, dtype=torch.float32)
+    if values.dim() != 3 or len(values) != len(slices) or len(boxes) != len(slices):
+        raise ValueError(f"need one (H, W) map per slice: {tuple(values.shape)} maps, {len(slices)} slices, "
+                         f"{len(boxes)} crop boxes")
+    vol = np.zeros(shape, dtype=np.float32)  # (x, y, z)
+    X, Y = shape[0], shape[1]
+    for v, k, (x0, y0, nx, ny) in zip(values, slices, boxes):
+        v = v[None, None]
+        if tuple(v.shape[-2:]) != (nx, ny):
+            v = F.interpolate(v, size=(nx, ny), mode="bilinear", align_corners=False)
+        v = v[0, 0].numpy()
+        ax0, ax1, ay0, ay1 = max(x0, 0), min(x0 + nx, X), max(y0, 0), min(y0 + ny, Y)
+        if ax1 > ax0 and ay1 > ay0:
+            vol[ax0:ax1, ay0:ay1, k] = v[ax0 - x0:ax1 - x0, ay0 - y0:ay1 - y0]
     lps = _RAS_TO_LPS @ ras
     spacing = np.linalg.norm(lps[:3, :3], axis=0)
     img = sitk.GetImageFromArray(np.ascontiguousarray(vol.transpose(2, 1, 0)))
@@ -74,12 +138,11 @@ def resample_like(image: sitk.Image, reference: sitk.Image, linear: bool = True)
     return sitk.Resample(image, reference, sitk.Transform(), interp, 0.0, sitk.sitkFloat32)
 
 
-def attention_on_input_grid(cams: torch.Tensor, crops: Sequence, reference: sitk.Image) -> sitk.Image:
-    """(N, 1, H, W) Grad-CAMs of N crops -> one volume on the input CT's grid, scaled so that the
+def attention_on_input_grid(cams: torch.Tensor, meta: Mapping, reference: sitk.Image) -> sitk.Image:
+    """(S, H, W) Grad-CAMs of a stack -> one volume on the input CT's grid, scaled so that the
     patient's largest CAM value is 1 (slices stay comparable with each other)."""
     cams = torch.as_tensor(cams).detach().float().clamp_min(0)
     peak = float(cams.max()) if cams.numel() else 0.0
     if peak > 0:
         cams = cams / peak
-    vol = crops_to_volume([c[0] for c in cams], crops)
-    return resample_like(vol, reference)
+    return resample_like(stack_to_volume(cams, meta), reference)

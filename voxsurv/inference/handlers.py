@@ -9,7 +9,9 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-PREDICTION_COLUMNS = ("patient_id", "risk", "tier", "s_365", "s_730", "s_1095")
+PREDICTION_COLUMNS = ("patient_id", "risk", "tier", "in_training_range", "s_365", "s_730", "s_1095")
+#: columns of an anchored network: the descriptors' fixed offset and the image part of the risk
+ANCHOR_COLUMNS = ("anchor_offset", "image_risk")
 
 
 def bundle_datalist(dataset_dir: str) -> list[dict]:
@@ -37,11 +39,18 @@ def require_patients(dataset, dataset_dir: str) -> None:
 
 
 class PredictionsWriter:
-    """Ignite handler: after each iteration (one patient) keep patient_id, risk, tier and S(t);
-    at the end write ``output_dir/predictions.csv``."""
+    """Ignite handler: after each iteration keep patient_id, risk, tier, in_training_range and S(t)
+    of every patient in it (+ anchor_offset, image_risk when anchored); at the end write
+    ``output_dir/predictions.csv``.
 
-    def __init__(self, output_dir: str) -> None:
+    Args:
+        output_dir: where predictions.csv goes.
+        anchored: add the anchor_offset and image_risk columns.
+    """
+
+    def __init__(self, output_dir: str, anchored: bool = False) -> None:
         self.output_dir = Path(output_dir)
+        self.columns = list(PREDICTION_COLUMNS) + (list(ANCHOR_COLUMNS) if anchored else [])
         self.rows: list[dict] = []
 
     def attach(self, engine) -> None:
@@ -51,18 +60,23 @@ class PredictionsWriter:
         engine.add_event_handler(Events.COMPLETED, self.write)
 
     def collect(self, engine) -> None:
-        out, batch = engine.state.output, engine.state.batch
-        pid = batch.get("patient_id") if isinstance(batch, dict) else None
-        pid = pid[0] if isinstance(pid, (list, tuple)) else pid
-        row = {"patient_id": pid, "risk": out["risk"], "tier": out["tier"]}
-        row.update(out.get("survival", {}))
-        self.rows.append(row)
-        logger.info("patient %s: risk %.4f (%s)", pid, row["risk"], row["tier"])
+        outputs, batches = engine.state.output, engine.state.batch
+        if isinstance(outputs, dict):  # an evaluator that does not decollate
+            outputs, batches = [outputs], [batches]
+        for out, batch in zip(outputs, batches):
+            pid = batch.get("patient_id") if isinstance(batch, dict) else None
+            pid = pid[0] if isinstance(pid, (list, tuple)) else pid
+            row = {"patient_id": pid, "risk": out["risk"], "tier": out["tier"],
+                   "in_training_range": out.get("in_training_range")}
+            row.update(out.get("survival", {}))
+            row.update({k: out[k] for k in ANCHOR_COLUMNS if k in out})
+            self.rows.append(row)
+            logger.info("patient %s: risk %.4f (%s)", pid, row["risk"], row["tier"])
 
     def write(self, engine) -> None:
         import pandas as pd
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / "predictions.csv"
-        pd.DataFrame(self.rows, columns=list(PREDICTION_COLUMNS)).to_csv(path, index=False)
+        pd.DataFrame(self.rows, columns=self.columns).to_csv(path, index=False)
         logger.info("%d patient(s) -> %s", len(self.rows), path)

@@ -1,6 +1,6 @@
 """Run the inference bundle on new patients: risk score, tier, S(t), Grad-CAM NIfTI on the input
-grid, PNG overlay and report.json per patient; a manifest run with a DataLoader whose workers do
-the preprocessing (load, resample, radiomics maps, slices) while the main process runs the network.
+grid, PNG overlay and report.json per patient (the model side; where results go, resume and
+cohorts are voxsurv.inference.batch and voxsurv.inference.outputs).
 
 The bundle's config is the single source of the pipeline: the predictor parses its
 ``preprocessing``, ``network_def`` and ``postprocessing`` (MONAI ConfigParser) and adds only
@@ -56,15 +56,55 @@ def read_prediction_manifest(path: str | Path) -> list[dict]:
 
 @dataclass
 class PreparedPatient:
-    """One patient after preprocessing (what a DataLoader worker hands to the main process)."""
+    """One patient after preprocessing (what a DataLoader worker hands to the main process).
+
+    ``image`` is the network input (C, H, W, S): the S tumour slices of the patient's field of
+    view; ``descriptors`` [log_volume_ml, mean_hu]; ``stack`` the geometry of the stack
+    (custom_transforms.TumourStack's meta: slice_indices, crop_boxes, fov_mm, tumour_cut_slices,
+    tumour_area_mm2, volume_affine, volume_spatial_shape, plus z_mm of each slice) that Grad-CAM
+    and the report need."""
 
     patient_id: str
     image_path: str | None = None
     mask_path: str | None = None
     inputs: dict | None = None
-    slices: list | None = None
+    image: torch.Tensor | None = None
+    descriptors: torch.Tensor | None = None
+    stack: dict | None = None
     seconds: float = 0.0
     error: dict | None = None
+
+    @property
+    def n_slices(self) -> int:
+        return 0 if self.image is None else int(self.image.shape[-1])
+
+
+#: geometry keys kept from the stack's meta (see custom_transforms.tumour_stack.STACK_META_KEYS)
+_STACK_KEYS = ("channel_names", "slice_indices", "crop_boxes", "fov_mm", "tumour_cut_slices", "tumour_area_mm2",
+               "volume_affine", "volume_spatial_shape")
+#: constructor arguments that define a member's architecture (weights must match them)
+_ARCHITECTURE_KEYS = ("in_channels", "img_size", "stem_widths", "embed_dim", "depth", "d_state", "d_conv", "expand",
+                      "pooling", "attention_dim", "n_descriptors")
+
+
+def _norm(value):
+    """Architecture values compared as JSON would store them (tuples = lists, ints = floats)."""
+    if isinstance(value, (list, tuple)):
+        return [_norm(v) for v in value]
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _stack_geometry(meta: dict) -> dict:
+    """Plain Python geometry of a tumour stack (picklable, JSON-friendly) + each slice's world z."""
+    import numpy as np
+
+    out = {}
+    for key in _STACK_KEYS:
+        v = meta.get(key)
+        out[key] = v.tolist() if hasattr(v, "tolist") else v
+    affine = np.asarray(out["volume_affine"], dtype=float)
+    out["z_mm"] = [float((affine @ np.array([0.0, 0.0, float(k), 1.0]))[2]) for k in out["slice_indices"]]
+    return out
 
 
 class RiskPredictor:
@@ -73,15 +113,19 @@ class RiskPredictor:
     Args:
         bundle: the bundle folder (``configs/inference.yaml``, ``models/model.pt``,
             ``models/inference_info.json``).
-        checkpoint: other weights to run through the same bundle (e.g. the pre-trained source
-            model); the tier cut-offs and Breslow baseline stay the bundle's, and the report says
-            they were fitted for other weights.
+        checkpoint: other weights to run (e.g. ``bundles/pretrain/models/model.pt``, the
+            pre-trained ensemble): a single network or an ensemble of any member count. When an
+            ``inference_info.json`` packaged for exactly these weights lies beside them, its
+            preprocessing and calibration are used; otherwise the bundle's, and the architecture
+            must match it; the report then says the tiers and S(t) were fitted for other weights.
         device: torch device for the network.
         roi: ROI name pattern for DICOM inputs without their own.
+        info: an InferenceInfo to use instead of the bundle's file (packaging: before the
+            calibration exists).
     """
 
     def __init__(self, bundle: str | Path, checkpoint: str | Path | None = None, device: str = "cpu",
-                 roi: str | None = None) -> None:
+                 roi: str | None = None, info: InferenceInfo | None = None) -> None:
         from monai.bundle import ConfigParser
 
         self.bundle = Path(bundle).resolve()
@@ -89,6 +133,19 @@ class RiskPredictor:
         if not config.is_file():
             raise InputError("not an inference bundle (configs/inference.yaml missing)", path=str(self.bundle),
                              fix="pass --bundle bundles/inference")
+        bundle_weights = self.bundle / "models" / "model.pt"
+        weights = Path(checkpoint) if checkpoint else bundle_weights
+        self.checkpoint = checkpoint
+        if not weights.is_file():
+            raise InputError("weights file not found", path=str(weights),
+                             fix="package the bundle (python -m voxsurv.inference.packaging) or check --checkpoint")
+        self.weights_sha256 = sha256_file(weights)
+        if info is None and checkpoint:
+            own = weights.parent / "inference_info.json"
+            if own.is_file() and own.resolve() != (self.bundle / "models" / "inference_info.json").resolve():
+                candidate = InferenceInfo.load(own)
+                if candidate.weights_sha256 == self.weights_sha256:
+                    info = candidate  # packaged for exactly these weights: its pipeline and calibration
         parser = ConfigParser()
         parser.read_config(str(config))
         meta = self.bundle / "configs" / "metadata.json"
@@ -97,19 +154,20 @@ class RiskPredictor:
         parser["bundle_root"] = str(self.bundle)
         parser["device"] = f"$torch.device('{device}')"
         parser["dataset_dir"] = str(self.bundle)  # no datalist needed here
+        if info is not None:
+            parser["info"] = info
         self.parser = parser
         self.info: InferenceInfo = parser.get_parsed_content("info")
         self.preprocessing = parser.get_parsed_content("preprocessing")
-        self.postprocessing = parser.get_parsed_content("postprocessing")
         self.device = torch.device(device)
         self.network = parser.get_parsed_content("network_def").to(self.device)
-        bundle_weights = self.bundle / "models" / "model.pt"
-        weights = Path(checkpoint) if checkpoint else bundle_weights
-        self.checkpoint = checkpoint
-        self.weights_sha256 = self._load_weights(weights)
+        self._load_weights(weights)
+        # postprocessing after the weights: the anchor decomposition calls this very network
+        parser["network"] = self.network
+        self.postprocessing = parser.get_parsed_content("postprocessing")
         self.weights_path = weights
         self.calibrated = self.weights_sha256 == self.info.weights_sha256
-        if not self.calibrated:
+        if not self.calibrated and self.info.weights_sha256:
             logger.warning("weights %s (sha256 %s) are not the ones the bundle's tier cut-offs and Breslow "
                            "baseline were fitted with (%s): tiers and S(t) are reported but do not apply",
                            weights.name, self.weights_sha256[:12], self.info.weights_sha256[:12])
@@ -118,22 +176,48 @@ class RiskPredictor:
         self.network.eval()
 
     # ---- weights ----
-    def _load_weights(self, path: Path) -> str:
+    def _load_weights(self, path: Path) -> None:
+        """Load a single network or an ensemble into ``self.network`` (rebuilt when the member
+        count differs); InputError when the architecture is not the bundle's."""
+        from networks import SurvivalEnsemble
+        from networks.vision_mamba import VisionMambaSurv
         from voxsurv.inference.checkpoint_file import describe_mismatch, read_checkpoint
 
-        state = read_checkpoint(path, device=self.device)
+        state = read_checkpoint(path)  # what is wrong with the FILE (empty, truncated, text, pickled objects)
+        members = sorted({int(k.split(".")[1]) for k in state if k.startswith("members.")})
+        if not members:  # one network -> a 1-member ensemble (the same risk)
+            state, members = {f"members.0.{k}": v for k, v in state.items()}, [0]
+        first = {k[len("members.0."):]: v for k, v in state.items() if k.startswith("members.0.")}
+        try:
+            found = VisionMambaSurv.kwargs_from_state_dict(first)
+        except ValueError as exc:
+            raise InputError(f"not VisionMambaSurv weights ({str(exc).splitlines()[0]})", path=str(path),
+                             fix="use a models/model.pt written by a voxsurv bundle") from None
+        found = {"pooling": "mean", "attention_dim": None, "n_descriptors": 0, **found}
+        expected = {"pooling": "mean", "attention_dim": None, "n_descriptors": 0, **self.info.network}
+        if expected.get("attention_dim") is None and expected["pooling"] == "attention":
+            expected["attention_dim"] = expected["embed_dim"]
+        differ = {k: (found.get(k), expected.get(k)) for k in _ARCHITECTURE_KEYS
+                  if k in found and k in expected and _norm(found[k]) != _norm(expected[k])}
+        if differ:
+            what = ", ".join(f"{k} {a} (bundle: {b})" for k, (a, b) in differ.items())
+            raise InputError(f"weights do not fit the bundle's network: {what}", path=str(path),
+                             fix="use weights trained with the bundle's maps and settings (models/inference_info.json)")
+        if len(members) != getattr(self.network, "n_members", 1):
+            member = self.network.members[0] if hasattr(self.network, "members") else self.network
+            self.network = SurvivalEnsemble(member, len(members)).to(self.device)
         try:
             self.network.load_state_dict(state, strict=True)
         except RuntimeError:
             raise InputError(f"weights do not fit the bundle's network: {describe_mismatch(self.network, state)}",
                              path=str(path),
                              fix="use a checkpoint of the same architecture (see models/inference_info.json)") from None
-        return sha256_file(path)
 
-    # ---- step 1: files -> slices (DataLoader workers run this) ----
-    def prepare(self, record: dict, work_dir: str | Path) -> PreparedPatient:
-        """Check and preprocess one patient; InputError for bad input (converted to an error record
-        by :meth:`prepare_safely`)."""
+    # ---- step 1: files -> tumour stack (DataLoader workers run this) ----
+    def prepare(self, record: dict, work_dir: str | Path | None = None) -> PreparedPatient:
+        """Check and preprocess one patient (the bundle's ``preprocessing``: the training chain);
+        InputError for bad input (converted to an error record by :meth:`prepare_safely`).
+        ``work_dir`` receives the converted NIfTI of DICOM input."""
         from voxsurv.ingest.volumes import check_image_mask
 
         pid = record.get("patient_id") or "anonymous"
@@ -142,6 +226,8 @@ class RiskPredictor:
             # checked (and DICOM converted) by voxsurv.inference.batch before the bundle loaded
             image_path, mask_path, inputs = record["image"], record["mask"], record["inputs"]
         elif record.get("ct_dir") or record.get("rtstruct"):
+            if work_dir is None:
+                raise ValueError("DICOM input needs a work_dir for the converted NIfTI")
             image_path, mask_path, inputs = self._convert_dicom(record, pid, Path(work_dir))
         else:
             if not (record.get("image") and record.get("mask")):
@@ -151,20 +237,24 @@ class RiskPredictor:
             inputs = {"image": {"file": Path(image_path).name, "sha256": sha256_file(image_path)},
                       "mask": {"file": Path(mask_path).name, "sha256": sha256_file(mask_path)}}
         try:
-            slices = self.preprocessing({"image": image_path, "mask": mask_path, "patient_id": pid})
+            sample = self.preprocessing({"image": str(image_path), "mask": str(mask_path), "patient_id": pid})
         except Exception as exc:  # noqa: BLE001 - Compose wraps errors; only InputError is bad input
             err = input_error_in(exc)
             if err is None:
                 raise
             raise err.with_patient(pid) from None
-        if isinstance(slices, dict):
-            slices = [slices]
-        # keep what inference needs; drop the (large) maps crops
-        slices = [{"image": s["image"].as_tensor() if hasattr(s["image"], "as_tensor") else s["image"],
-                   "mask": s["mask"], "slice_index": int(s["slice_index"]), "z_mm": float(s["z_mm"]),
-                   "tumour_area_mm2": float(s["mask"].meta.get("tumour_area_mm2", float("nan")))}
-                  for s in slices]
-        return PreparedPatient(pid, str(image_path), str(mask_path), inputs, slices, time.perf_counter() - start)
+        image = sample["image"]
+        stack = _stack_geometry(image.meta)
+        return PreparedPatient(pid, str(image_path), str(mask_path), inputs,
+                               image.as_tensor().float() if hasattr(image, "as_tensor") else torch.as_tensor(image).float(),
+                               torch.as_tensor(sample["descriptors"]).float().reshape(-1), stack,
+                               time.perf_counter() - start)
+
+    def risk(self, prepared: PreparedPatient) -> float:
+        """The network's risk for one prepared patient (what ``monai.bundle run`` gives)."""
+        x = prepared.image[None].to(self.device)
+        with torch.no_grad():
+            return float(self.network(x, prepared.descriptors[None].to(self.device)).reshape(-1)[0])
 
     def _convert_dicom(self, record: dict, pid: str, work_dir: Path):
         from voxsurv.ingest.convert import convert_patient
@@ -195,32 +285,31 @@ class RiskPredictor:
             return PreparedPatient(pid, error={"patient_id": pid, "problem": f"unexpected {type(exc).__name__}",
                                                "path": "", "fix": "report this", "message": redact(str(exc))})
 
-    # ---- step 2: slices -> risk, tier, S(t), Grad-CAM, files ----
+    # ---- step 2: tumour stack -> risk, tier, S(t), Grad-CAM, files ----
     def infer(self, prepared: PreparedPatient, out_dir: str | Path) -> dict:
         """Network + post-processing + Grad-CAM for one prepared patient; writes report.json,
         gradcam.nii.gz and overlay.png into ``out_dir`` and returns the report."""
         import SimpleITK as sitk
 
-        from networks.gradcam import risk_attention_map
-        from voxsurv.inference.attention import attention_on_input_grid
+        from voxsurv.inference.attention import attention_on_input_grid, slice_gradcam
         from voxsurv.inference.overlay import choose_panels, input_slices_at, write_overlay
+        from voxsurv.jsonfile import write_json_atomic
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        slices = prepared.slices
-        x = torch.stack([torch.as_tensor(s["image"]).float() for s in slices]).to(self.device)
+        x, desc = prepared.image[None].to(self.device), prepared.descriptors[None].to(self.device)
         t0 = time.perf_counter()
         with torch.no_grad():
-            pred = self.network(x)
-        post = self.postprocessing({"pred": pred.cpu()})
+            pred = self.network(x, desc)
+        post = self.postprocessing({"pred": pred[0].cpu(), "descriptors": prepared.descriptors})
         t1 = time.perf_counter()
-        cams = risk_attention_map(self.network, x, normalise=False).cpu()
+        cams = slice_gradcam(self.network, prepared.image.to(self.device), prepared.descriptors)
         t2 = time.perf_counter()
         ct = sitk.ReadImage(prepared.image_path)
         mask = sitk.ReadImage(prepared.mask_path)
-        cam = attention_on_input_grid(cams, [s["mask"] for s in slices], ct)
+        cam = attention_on_input_grid(cams, prepared.stack, ct)
         sitk.WriteImage(cam, str(out_dir / CAM_FILE), useCompression=True)
-        panels = choose_panels(input_slices_at(ct, [s["z_mm"] for s in slices]))
+        panels = choose_panels(input_slices_at(ct, prepared.stack["z_mm"]))
         surv = post["survival"]
         title = (f"patient {prepared.patient_id}: risk {post['risk']:.4f} ({post['tier']});  "
                  + ",  ".join(f"S({t // 365}y) " + ("n/a" if surv[f's_{t}'] is None else f"{surv[f's_{t}']:.2f}")
@@ -232,11 +321,9 @@ class RiskPredictor:
         report = self._report(prepared, post, shown, {"preprocessing_and_maps": prepared.seconds,
                                                       "network": t1 - t0, "gradcam": t2 - t1,
                                                       "writing_outputs": t3 - t2}, mask=mask, created=created)
-        from voxsurv.jsonfile import write_json_atomic
-
         write_json_atomic(out_dir / REPORT_FILE, report)
         logger.info("patient %s: risk %.4f (%s) from %d slices in %.1f s -> %s", prepared.patient_id, post["risk"],
-                    post["tier"], len(slices), report["timing_s"]["total"], out_dir)
+                    post["tier"], prepared.n_slices, report["timing_s"]["total"], out_dir)
         return report
 
     @property
@@ -252,15 +339,12 @@ class RiskPredictor:
         from voxsurv.inference import report_fields as rf
 
         info = self.info
-        pixdim = info.preprocessing.get("pixdim", [1.0, 1.0, 5.0])
-        meta = getattr(prepared, "meta", None) or {}
-        fov_mm = float(meta.get("fov_mm", info.preprocessing.get("roi_size_mm", float("nan"))))
-        cut = meta.get("tumour_cut_slices")
-        cut = int(cut) if cut is not None else rf.cut_slices_of(prepared.slices, float(pixdim[0]) * float(pixdim[1]))
-        extent = rf.tumour_extent_mm(mask) if mask is not None else {"max_inplane_extent_mm": float("nan")}
-        fov = rf.field_of_view(extent, fov_mm, cut, len(prepared.slices))
-        rng = rf.risk_range(post["risk"], info)
+        stack = prepared.stack
         created = created or datetime.now(timezone.utc)
+        rng = rf.risk_range(post["risk"], post.get("training_risk_range"), info.provenance.get("training_patients"),
+                            post.get("in_training_range"))
+        extent = rf.tumour_extent_mm(mask) if mask is not None else {"max_inplane_extent_mm": float("nan")}
+        fov = rf.field_of_view(extent, float(stack["fov_mm"]), int(stack["tumour_cut_slices"]), prepared.n_slices)
         surv = post["survival"]
         missing = [k for k, v in surv.items() if v is None]
         timing = {k: round(v, 3) for k, v in timing.items()}
@@ -268,13 +352,20 @@ class RiskPredictor:
         return {
             "patient_id": prepared.patient_id,
             "risk": post["risk"],
-            "risk_definition": "log relative hazard (Cox), mean of the tumour slices' network outputs; "
-                               "higher = shorter expected survival",
-            "risk_range": rng,
-            "in_training_range": rng["in_training_range"],
+            "risk_definition": ("log relative hazard (Cox) of the patient: the network pools its tumour slices "
+                                f"({info.network.get('pooling', 'mean')} pooling"
+                                + (f", mean of {info.n_members} ensemble members" if info.n_members > 1 else "")
+                                + "); higher = shorter expected survival"),
+            **({"anchor_offset": post["anchor_offset"], "image_risk": post["image_risk"],
+                "anchor_definition": "risk = anchor_offset (fixed Cox predictor on log tumour volume and mean tumour "
+                                     "HU, fitted on the training patients) + image_risk (the network's part)"}
+               if "anchor_offset" in post else {}),
             "tier": post["tier"],
             "tier_cutoffs": post["tier_cutoffs"],
             "tier_method": info.tier_method,
+            "in_training_range": rng["in_training_range"],
+            "training_risk_range": rng["training_risk_range"],
+            "risk_range": rng,
             "tier_rule": rf.tier_rule(post["tier_cutoffs"], info),
             "tumour_exceeds_field_of_view": fov["tumour_exceeds_field_of_view"],
             "field_of_view": fov,
@@ -286,10 +377,11 @@ class RiskPredictor:
             "calibration_applies": self.calibrated,
             "calibration_note": "" if self.calibrated else
             "tier cut-offs and baseline were fitted for the bundle's weights, not these: shown for reference only",
-            "slices": [{"slice_index_resampled": s["slice_index"], "z_mm": round(s["z_mm"], 3),
-                        "tumour_area_mm2": round(s["tumour_area_mm2"], 2), "risk": r}
-                       for s, r in zip(prepared.slices, post["slice_risks"])],
-            "n_slices": len(prepared.slices),
+            "slices": [{"slice_index_resampled": int(k), "z_mm": round(z, 3), "tumour_area_mm2": round(a, 2)}
+                       for k, z, a in zip(stack["slice_indices"], stack["z_mm"], stack["tumour_area_mm2"])],
+            "n_slices": prepared.n_slices,
+            "field_of_view_mm": round(float(stack["fov_mm"]), 2),
+            "tumour_cut_slices": int(stack["tumour_cut_slices"]),
             "overlay_input_slices": shown["slices"],
             "overlay": {"slices": shown["slices"], "orientation": shown["orientation"], "footer": shown["footer"]},
             "warnings": [w for w in (rng["note"] if rng["in_training_range"] is False else "", fov["note"]) if w],
@@ -299,8 +391,9 @@ class RiskPredictor:
             "preprocessing": info.preprocessing,
             "inputs": prepared.inputs,
             "outputs": {"gradcam_nifti": CAM_FILE, "overlay_png": OVERLAY_FILE,
-                        "gradcam_note": "Grad-CAM of the risk on stem.conv2, positive part, divided by the "
-                                        "patient's maximum; on the input CT's grid"},
+                        "gradcam_note": "Grad-CAM of the patient risk on stem.conv2 per tumour slice (summed over "
+                                        "ensemble members), positive part, divided by the patient's maximum; pasted "
+                                        "back into each slice's field of view and resampled onto the input CT's grid"},
             "timing_s": timing,
             "voxsurv_version": getattr(voxsurv, "__version__", "unknown"),
             "version_scheme": "model.version = <voxsurv release of the bundle>+<first 12 hex digits of the weights' "

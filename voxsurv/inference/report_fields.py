@@ -15,21 +15,22 @@ def model_version(release: str, weights_sha256: str) -> str:
     return f"{release}+{weights_sha256[:12]}"
 
 
-def risk_range(risk: float, info) -> dict:
+def risk_range(risk: float, training_range, n_patients: int | None = None, inside: bool | None = None) -> dict:
     """``in_training_range``: the risk lies within the training patients' min..max (the patients the
-    tiers and the baseline were fitted on); None when the bundle does not record that range."""
-    tr = getattr(info, "training_risks", None) or {}
-    lo, hi, n = tr.get("min"), tr.get("max"), tr.get("n")
-    if lo is None or hi is None:
-        return {"in_training_range": None, "training_risk_range": None, "training_patients": n,
+    tiers and the baseline were fitted on), with a plain warning when it does not; None when the
+    bundle records no range."""
+    if not training_range:
+        return {"in_training_range": None, "training_risk_range": None, "training_patients": n_patients,
                 "note": "this bundle does not record its training patients' risk range (package it again with "
                         "python -m voxsurv.inference.packaging): whether this risk lies inside it is unknown"}
-    inside = bool(lo <= risk <= hi)
+    lo, hi = (float(v) for v in training_range)
+    inside = bool(lo <= risk <= hi) if inside is None else bool(inside)
+    who = f"the {n_patients} training patients'" if n_patients else "the training patients'"
     note = "" if inside else (
-        f"the risk {risk:.3f} lies outside the range of the {n} training patients' risks ({lo:.3f} to {hi:.3f}): "
-        "the model was not calibrated there, so the tier and S(t) are extrapolations; check that the input is a "
-        "pre-treatment lung CT with a GTV contour like those the model was trained on")
-    return {"in_training_range": inside, "training_risk_range": [float(lo), float(hi)], "training_patients": n,
+        f"the risk {risk:.3f} lies outside the range of {who} risks ({lo:.3f} to {hi:.3f}): the model was not "
+        "calibrated there, so the tier and S(t) are extrapolations; check that the input is a pre-treatment lung CT "
+        "with a tumour contour like those the model was trained on")
+    return {"in_training_range": inside, "training_risk_range": [lo, hi], "training_patients": n_patients,
             "note": note}
 
 
@@ -75,16 +76,3 @@ def field_of_view(extent: dict, fov_mm: float, cut_slices: int | None, n_slices:
         + "the model saw only part of it, so the risk may not reflect the whole tumour")
     return {"tumour_exceeds_field_of_view": exceeds, "tumour_max_inplane_extent_mm": ext, "field_of_view_mm": fov_mm,
             "cut_slices": cut_slices, "n_slices": n_slices, "note": note}
-
-
-def cut_slices_of(slices: list[dict], pixel_area_mm2: float) -> int:
-    """Slices whose cropped tumour is smaller than the whole slice's tumour (cut by the crop)."""
-    cut = 0
-    for s in slices:
-        area = float(s.get("tumour_area_mm2", float("nan")))
-        crop = s.get("mask")
-        if crop is None or not np.isfinite(area):
-            continue
-        seen = float((np.asarray(crop) > 0).sum()) * pixel_area_mm2
-        cut += int(seen < area - 0.5 * pixel_area_mm2)
-    return cut

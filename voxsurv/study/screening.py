@@ -9,6 +9,14 @@ inside the source cohort, and the metric is the cumulative/dynamic AUC at 2 year
 training folds, survival.metrics) averaged over folds. The CT itself is not an input (a "CT + map"
 CNN per map would cost ~90 x the study budget here). Only source patients are used: the target
 cohort plays no part in the choice.
+
+Decorrelation (issue 11: the 16 maps first selected were near-duplicates, median pairwise |r|
+0.88, so the network saw one signal 16 times): the passing maps are taken greedily by AUC and a map
+is skipped when its |r| with a map already kept exceeds 0.8. r is the voxel-level Spearman
+correlation over ROI voxels pooled across source patients (a seeded subsample per patient):
+Spearman because the network sees each map through fixed bins of its z-score, so any monotone
+near-duplicate is a duplicate; pooled across patients because the maps are z-scored with cohort
+statistics, so between-patient differences are part of what a channel carries.
 """
 
 from __future__ import annotations
@@ -27,16 +35,11 @@ log = logging.getLogger(__name__)
 SUMMARIES = ("mean", "sd", "p10", "p50", "p90")
 
 
-def map_summaries(maps_file: str) -> tuple[list[str], np.ndarray]:
-    """(names, (F, 5) array) of one cached patient: the SUMMARIES of each map over ROI voxels."""
-    from voxelmaps.cohort import load_patient_maps
-
-    d = load_patient_maps(maps_file)
-    roi = d["mask"] > 0
-    v = d["maps"][:, roi].astype(np.float64)  # (F, N)
+def roi_summaries(maps_roi: np.ndarray) -> np.ndarray:
+    """(F, 5) SUMMARIES of each map over one patient's (F, N) ROI voxel values (NaN ignored)."""
+    v = np.asarray(maps_roi, dtype=np.float64)
     with np.errstate(all="ignore"):
-        out = np.stack([np.nanmean(v, 1), np.nanstd(v, 1), *np.nanpercentile(v, [10, 50, 90], axis=1)], axis=1)
-    return list(d["names"]), out
+        return np.stack([np.nanmean(v, 1), np.nanstd(v, 1), *np.nanpercentile(v, [10, 50, 90], axis=1)], axis=1)
 
 
 def screen_one_map(name: str, x: np.ndarray, time: np.ndarray, event: np.ndarray, folds: np.ndarray,
@@ -112,6 +115,87 @@ def screen_maps(summaries: np.ndarray, names: list[str], time, event, out_dir: s
     rows = [json.loads((folder / f"{n}.json").read_text()) for n in names]
     table = pd.DataFrame(rows).sort_values("auc", ascending=False, na_position="last").reset_index(drop=True)
     return table
+
+
+def roi_voxel_sample(maps_roi: np.ndarray, max_voxels: int, rng: np.random.Generator) -> np.ndarray:
+    """(F, n) columns of one patient's (F, N) ROI voxel values: all when N <= max_voxels, else a
+    uniform sample without replacement (so large tumours do not dominate the pooled correlation)."""
+    maps_roi = np.asarray(maps_roi, dtype=np.float64)
+    n = maps_roi.shape[1]
+    if n <= max_voxels:
+        return maps_roi
+    return maps_roi[:, np.sort(rng.choice(n, size=max_voxels, replace=False))]
+
+
+def voxel_correlation(samples, names: list[str]) -> pd.DataFrame:
+    """Spearman correlation matrix (F x F DataFrame) of voxel values pooled over patients.
+
+    `samples`: iterable of (F, n_p) arrays (one per patient, columns = voxels, rows in `names`
+    order). NaN voxels (a map undefined in a window) are left out pair by pair: each map is ranked
+    over its own non-NaN voxels, then Pearson's r of the ranks is computed over the voxels where
+    both maps are defined (with no NaN this is exactly Spearman's rho). A map constant over all
+    voxels has r = NaN with every other map (it cannot duplicate anything).
+    """
+    from scipy.stats import rankdata
+
+    x = np.concatenate([np.asarray(s, np.float64) for s in samples], axis=1).T  # (voxels, F)
+    if x.shape[1] != len(names):
+        raise ValueError(f"samples have {x.shape[1]} maps, names {len(names)}")
+    valid = np.isfinite(x)
+    ranks = np.zeros_like(x)
+    for j in range(x.shape[1]):
+        ranks[valid[:, j], j] = rankdata(x[valid[:, j], j])
+    m = valid.astype(np.float64)
+    n = m.T @ m                            # voxels where both maps are defined
+    s1 = ranks.T @ m                       # sum of map i's ranks over those voxels
+    s2 = (ranks ** 2).T @ m
+    sxy = ranks.T @ ranks
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = n * sxy - s1 * s1.T
+        var = (n * s2 - s1 ** 2) * (n * s2 - s1 ** 2).T
+        r = cov / np.sqrt(var)
+    r[~np.isfinite(r)] = np.nan
+    np.fill_diagonal(r, 1.0)
+    return pd.DataFrame(np.clip(r, -1.0, 1.0), index=list(names), columns=list(names))
+
+
+def decorrelated_selection(table: pd.DataFrame, correlation: pd.DataFrame, threshold: float = 0.6,
+                           max_abs_r: float = 0.8, max_maps: int = 16,
+                           fallback_k: int = 8) -> tuple[list[str], pd.DataFrame, str]:
+    """Greedy by screening AUC: keep a map that passes `threshold` unless its |r| with a map
+    already kept exceeds `max_abs_r`; stop at `max_maps`. If no map passes the threshold, the
+    same greedy rule runs over all maps until `fallback_k` are kept (said so in the rule).
+
+    Returns (kept maps in AUC order, one decision row per map, the rule in words)."""
+    ranked = table.dropna(subset=["auc"]).sort_values("auc", ascending=False, kind="stable")
+    passing = ranked[ranked["auc"].astype(float) > threshold]
+    pool, limit = (passing, max_maps) if len(passing) else (ranked, min(fallback_k, max_maps))
+    kept: list[str] = []
+    rows = []
+    for m, auc in zip(ranked["map"], ranked["auc"].astype(float)):
+        r_kept = {k: abs(float(correlation.loc[m, k])) for k in kept}
+        r_kept = {k: v for k, v in r_kept.items() if np.isfinite(v)}
+        closest = max(r_kept, key=r_kept.get) if r_kept else None
+        row = {"map": m, "auc": auc, "max_abs_r_to_kept": r_kept.get(closest) if closest else None,
+               "closest_kept": closest}
+        if m not in set(pool["map"]):
+            row["decision"] = f"not selected: AUC {auc:.3f} <= {threshold:g}"
+        elif len(kept) >= limit:
+            row["decision"] = f"not selected: cap of {limit} maps reached"
+        elif closest is not None and r_kept[closest] > max_abs_r:
+            row["decision"] = f"skipped: |r| {r_kept[closest]:.2f} > {max_abs_r:g} with {closest}"
+        else:
+            row["decision"] = "kept"
+            kept.append(m)
+        rows.append(row)
+    decisions = pd.DataFrame(rows, columns=["map", "auc", "decision", "max_abs_r_to_kept", "closest_kept"])
+    if len(passing):
+        rule = (f"AUC > {threshold:g}: {len(passing)} of {len(table)} maps; greedy by AUC, skipping a map "
+                f"with voxel |r| > {max_abs_r:g} to one already kept: {len(kept)} kept (cap {max_maps})")
+    else:
+        rule = (f"no map reached AUC > {threshold:g} (best {ranked['auc'].max():.3f}); fallback: greedy by AUC "
+                f"over all maps, skipping |r| > {max_abs_r:g} to a kept map, until {limit} are kept")
+    return kept, decisions, rule
 
 
 def select_maps(table: pd.DataFrame, threshold: float = 0.6, fallback_k: int = 8) -> tuple[list[str], str]:

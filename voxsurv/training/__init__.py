@@ -1,6 +1,9 @@
-"""Data-pipeline pieces for the training bundles: the demo cohort, patient folds and splits, the
-per-slice dataset with its persistent cache, the event-guaranteeing batch sampler, and the
-helpers the bundle configs call (`ensure_demo_cohort`, `ensure_pretrained`, predictions).
+"""Training in the bundles, one module per responsibility: the demo cohort (demo), patient splits
+(folds), the per-patient data module with its caches (patients, stack_cache), the event-guaranteeing
+batch sampler (sampler), the anchor fit (anchor), freezing for fine-tuning (freezing), weights on
+disk and resume (checkpoints), per-patient predictions (predictions), deaths per batch
+(batch_events), first-use pre-training (pretraining), run settings (run_record), the closing
+report (report), bundle paths (paths) and rank awareness (distributed).
 
 Modules import torch/MONAI lazily where they can, so `voxsurv --help` stays fast.
 """

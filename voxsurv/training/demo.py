@@ -153,3 +153,31 @@ def generate_demo_cohort(out_dir: str | Path, n_source: int = 120, n_target: int
     pd.DataFrame(truth).to_csv(out / TRUE_RISK_NAME, index=False)
     pd.DataFrame(rows).to_csv(manifest_path, index=False)  # written last: its presence means complete
     return manifest_path
+
+
+def ensure_demo_cohort(dataset_dir: str, manifest: str, **demo_kwargs) -> str:
+    """Return `manifest`; when it does not exist and `dataset_dir` holds nothing, write the demo
+    cohort there first (printing that it does). A missing manifest in a non-empty folder is an
+    error: we never write synthetic data next to somebody's real data."""
+    from voxsurv.errors import InputError
+    from voxsurv.training.distributed import barrier, is_rank0, say
+
+    manifest_path = Path(manifest)
+    if not is_rank0():  # under DDP rank 0 writes, the others wait
+        barrier()
+        return str(manifest_path)
+    if manifest_path.exists():
+        barrier()
+        return str(manifest_path)
+    folder = Path(dataset_dir)
+    if folder.exists() and any(folder.iterdir()):
+        raise InputError(f"manifest not found and {folder} is not empty", path=str(manifest_path),
+                         fix="pass --manifest <your manifest.csv>, or an empty/new --dataset_dir for the demo cohort")
+    say(f"no data in {folder}: generating the synthetic demo cohort there (source + target) ...")
+    path = generate_demo_cohort(folder, **demo_kwargs)
+    say(f"demo cohort written: {path}")
+    barrier()
+    if Path(path).resolve() != manifest_path.resolve():
+        raise InputError("the demo cohort was written but the configured manifest is elsewhere",
+                         path=str(manifest_path), fix=f"use --manifest {path}")
+    return str(path)
