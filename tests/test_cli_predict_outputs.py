@@ -216,6 +216,23 @@ def test_ids_that_sanitise_alike_get_their_own_folders(bundle, patients, tmp_pat
         assert json.loads((out / folder / "report.json").read_text(encoding="utf-8"))["patient_id"] == pid
 
 
+def test_an_unusable_bundle_is_refused_before_any_input_is_read(bundle, patients, tmp_path, capsys, monkeypatch,
+                                                                 no_model_load):
+    import shutil
+
+    import voxsurv.inference.batch as batch
+
+    old = tmp_path / "old_bundle"
+    shutil.copytree(bundle, old)
+    info = json.loads((old / "models" / "inference_info.json").read_text())
+    (old / "models" / "inference_info.json").write_text(json.dumps({**info, "format": "voxsurv-inference-info/1"}))
+    monkeypatch.setattr(batch, "check_patient", lambda *a, **k: pytest.fail("an input was read first"))
+    rc, err = _predict(old, "--image", patients["p1"][0], "--mask", patients["p1"][1], "--out", tmp_path / "o",
+                       capsys=capsys)
+    assert rc == 1 and err.startswith("error: ") and "inference_info.json" in err and "Fix: " in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_single_patient_bad_input_leaves_nothing_and_loads_no_model(bundle, tmp_path, capsys, no_model_load):
     image, mask = write_synthetic_patient(tmp_path / "d", "empty", empty_mask=True)
     out = tmp_path / "out"

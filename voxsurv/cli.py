@@ -72,9 +72,11 @@ class _SubParsers:
 def main(argv: list[str] | None = None) -> int:
     from voxsurv import console
 
+    words = sys.argv[1:] if argv is None else list(argv)
+    # configured before parsing: deprecated option spellings warn while argparse reads them
+    console.configure(verbose=bool({"-v", "--verbose"} & set(words)), quiet=bool({"-q", "--quiet"} & set(words)))
     parser = build_parser()
     args = parser.parse_args(argv)
-    console.configure(verbose=getattr(args, "verbose", False), quiet=getattr(args, "quiet", False))
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USAGE

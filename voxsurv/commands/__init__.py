@@ -26,6 +26,8 @@ def deprecated_alias(parser, old: str, dest: str, new: str, convert=None, **kwar
     ``convert(value)``, for a changed meaning) and prints a deprecation warning naming ``new``."""
 
     class _Alias(argparse.Action):
+        deprecated_alias = True  # tests and docs tell these apart from the current options
+
         def __call__(self, p, namespace, values, option_string=None):
             from voxsurv.console import deprecated_option
 

@@ -49,6 +49,22 @@ def read_records(manifest: str | Path) -> list[dict]:
     return read_prediction_manifest(manifest)
 
 
+def check_bundle(bundle: Path, checkpoint: str | Path | None = None) -> None:
+    """The bundle's files, before any patient is read: a config, readable inference_info.json of
+    the current format, a weights file (no torch import: milliseconds)."""
+    from voxsurv.inference.bundle_info import INFO_FILE, InferenceInfo
+
+    if not (bundle / "configs" / "inference.yaml").is_file():
+        raise InputError("not an inference bundle (configs/inference.yaml missing)", path=str(bundle),
+                         fix="pass --bundle bundles/inference")
+    weights = Path(checkpoint) if checkpoint else bundle / "models" / "model.pt"
+    if not (checkpoint and (weights.parent / INFO_FILE).is_file()):  # else the checkpoint's own info is used
+        InferenceInfo.load(bundle / "models" / INFO_FILE)
+    if not weights.is_file():
+        raise InputError("weights file not found", path=str(weights),
+                         fix="check --checkpoint, or package the bundle (python -m voxsurv.inference.packaging)")
+
+
 def check_patient(record: dict, work_dir: Path, roi: str | None) -> dict:
     """Check one patient's input before any model loads; returns the record the predictor takes
     (NIfTI paths + ``inputs`` fingerprint). DICOM is converted into ``work_dir/input``."""
@@ -80,6 +96,7 @@ def predict_patients(records: list[dict], out: str | Path, bundle: str | Path, c
     from voxsurv.console import Steps, progress_bar
 
     bundle = Path(bundle)
+    check_bundle(bundle, checkpoint)
     identity = model_identity(bundle, checkpoint)
     folder = PredictionFolder(out, identity, overwrite)
     folder.check()
