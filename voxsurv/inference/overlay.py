@@ -83,7 +83,9 @@ def write_overlay(path: str | Path, ct: sitk.Image, mask: sitk.Image, cam: sitk.
 
     ncols = min(4, len(slices))
     nrows = int(np.ceil(len(slices) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols + 1.2, 3.3 * nrows + 0.9), squeeze=False)
+    # no ticks at all (axis("off") alone still builds ~40 tick lines per panel: a third of the drawing time)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols + 1.2, 3.3 * nrows + 0.9), squeeze=False,
+                             subplot_kw={"xticks": [], "yticks": []})
     heat_cmap = plt.get_cmap("jet")
     green = tuple(c / 255.0 for c in CONTOUR_RGB)
     for ax in axes.ravel():
@@ -113,7 +115,7 @@ def write_overlay(path: str | Path, ct: sitk.Image, mask: sitk.Image, cam: sitk.
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     shown = {"slices": slices, "orientation": letters, "footer": footer, "title": title}
-    fig.savefig(path, dpi=100, metadata={"Title": title, "Description": footer,
+    fig.savefig(path, dpi=100, pil_kwargs={"compress_level": 1}, metadata={"Title": title, "Description": footer,
                                          "voxsurv:slices": ",".join(map(str, slices)),
                                          "voxsurv:orientation": ",".join(f"{k}={v}" for k, v in letters.items())})
     plt.close(fig)
