@@ -194,8 +194,8 @@ class NormaliseMaps(Transform):
     Args:
         statistics: a MapStatistics or the path of its JSON file.
         scale: ``"centred"``: bin / n_bins - 0.5, in (-0.47, 0.5], with 0 outside the ROI (the
-            network input: no channel is "16.5 x mask", issue 11); ``"bins"``: bins 1..n_bins
-            (the first shipped weights); ``"zscore"``: the clipped z-scores.
+            network input: no channel is "16.5 x mask" as with integer bins, issue 11);
+            ``"zscore"``: the clipped z-scores.
         per_patient: z-score with the patient's own ROI statistics (not the default: it erases
             between-patient differences).
         outside_value: value written where a map is NaN (outside the ROI); None keeps NaN.
@@ -203,7 +203,7 @@ class NormaliseMaps(Transform):
 
     backend = [torch.Tensor, np.ndarray]
 
-    def __init__(self, statistics, scale: str = "bins", per_patient: bool = False,
+    def __init__(self, statistics, scale: str = "centred", per_patient: bool = False,
                  outside_value: float | None = 0.0):
         from voxelmaps.normalise import SCALES, MapStatistics
 
@@ -254,7 +254,7 @@ class NormaliseMapsd(MapTransform):
     """
 
     def __init__(self, keys: KeysCollection, statistics=None, mask_key: str | None = None,
-                 scale: str = "bins", per_patient: bool = False, outside_value: float | None = 0.0,
+                 scale: str = "centred", per_patient: bool = False, outside_value: float | None = 0.0,
                  allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
         if statistics is None:

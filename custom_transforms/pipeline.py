@@ -30,17 +30,23 @@ from monai.transforms import (AsDiscreted, Compose, ConcatItemsd, DeleteItemsd, 
                               ScaleIntensityRanged)
 
 from custom_transforms.descriptors import TumourDescriptorsd
-from custom_transforms.intensity import window_bounds
 from custom_transforms.maps import NormaliseMapsd, VoxelRadiomicsMapsd
 from custom_transforms.patient import PatientIdd
 from custom_transforms.spatial import PAPER_PIXDIM, ResampleToSpacingd
 from custom_transforms.tumour_stack import TumourStackd
 
 __all__ = ["CT_CHANNEL", "MASK_CHANNEL", "channel_names", "patient_preprocessing", "stack_preprocessing",
-           "volume_preprocessing"]
+           "volume_preprocessing", "window_bounds"]
 
 #: names of the first and last input channels (the maps' names sit between them).
 CT_CHANNEL, MASK_CHANNEL = "ct", "mask"
+
+
+def window_bounds(width: float, level: float) -> tuple[float, float]:
+    """(lower, upper) HU of a CT window: level -/+ width / 2 ((250, 30) -> (-95, 155))."""
+    if width <= 0:
+        raise ValueError(f"window width must be > 0, got {width}")
+    return level - width / 2.0, level + width / 2.0
 
 
 def _feature_list(features) -> list[str]:

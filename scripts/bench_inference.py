@@ -1,6 +1,8 @@
 """How fast `voxsurv predict` answers, and where the time goes.
 
-    OMP_NUM_THREADS=2 python scripts/bench_inference.py --json bench_inference.json [--bundle DIR]
+    OMP_NUM_THREADS=1 python scripts/bench_inference.py --json bench.json [--bundle DIR]
+    # until trained patient-level weights ship: a bundle of the study's size with random weights
+    OMP_NUM_THREADS=1 python scripts/bench_inference.py --timing-bundle --members 15 --json bench.json
 
 Measures, each in a fresh process started by this script (what a user waits for):
 - ``cold_start_s``: process start -> first risk (`voxsurv predict --ct-dir/--rtstruct/--roi GTV` on
@@ -8,15 +10,19 @@ Measures, each in a fresh process started by this script (what a user waits for)
 - ``per_patient_s``: median wall time per patient of `voxsurv predict --manifest` over 20 lung_crops
   patients in ONE process (time between consecutive finished patients; the first patient, which
   also waits for the bundle, is excluded), with its min/max;
+- ``phantom_warm_s``: the IBSI phantom predicted ``--repeats`` times in one process (bundle loaded),
+  median and each;
 - ``peak_rss_mb``: the largest resident set of the predict processes (incl. DataLoader workers);
 - ``profile``: the cold start split into interpreter + imports (torch, MONAI, SimpleITK, voxsurv),
   bundle config parsing, network + weights, input check / DICOM conversion, preprocessing (of which
   radiomics maps), network, Grad-CAM, writing the outputs;
 - the load average before and after (the machine is shared: numbers under load are inflated).
 
-The committed inference bundle must be in the current format; ``--stand-in`` packages an
-UNTRAINED network of the design size (16 maps + CT + mask, 48 px, embed 64, depth 4) into a
-temporary bundle instead, which costs the same compute (the JSON says so).
+The committed inference bundle must be in the current format; ``--timing-bundle`` builds, in a
+temporary folder, a bundle with the shipped inference config and RANDOM weights of the given size
+(default: img 48, embed 64, depth 4, the 16 maps of bundles/pretrain/models/map_statistics.json,
+``--members`` ensemble members) and a placeholder calibration: weight values do not change the
+time (the JSON says which bundle was timed).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -132,36 +138,52 @@ def phase_cpu_seconds(result: dict) -> dict:
     return {k: round(v, 3) for k, v in out.items()}
 
 
-def stand_in_bundle(root: Path) -> Path:
-    """An untrained network of the design size packaged into a copy of the inference bundle."""
-    import shutil
-
-    import numpy as np
-    import pandas as pd
+def timing_bundle(folder: Path, members: int, img_size: int, embed_dim: int, depth: int, n_maps: int,
+                  pooling: str, anchored: bool) -> Path:
+    """A bundle folder with the repository's inference config and random weights (timing only)."""
     import torch
 
-    from networks import VisionMambaSurv
+    from networks import SurvivalEnsemble, VisionMambaSurv
     from voxelmaps.normalise import MapStatistics
-    from voxsurv.inference.packaging import package
+    from voxsurv.inference.bundle_info import InferenceInfo, sha256_file
+    from voxsurv.inference.packaging import DEFAULT_PREPROCESSING
 
-    old = json.loads((REPO / "bundles" / "inference" / "models" / "inference_info.json").read_text())
-    features = list(old["features"])[:16]
-    bundle = root / "bundle"
+    stats = MapStatistics.load(REPO / "bundles" / "pretrain" / "models" / "map_statistics.json")
+    features = list(stats.names)[:n_maps]
+    stats = stats.select(features)
+    bundle = folder / "bundle"
     shutil.copytree(REPO / "bundles" / "inference" / "configs", bundle / "configs")
+    (bundle / "models").mkdir(parents=True)
+    kwargs = {"in_channels": 2 + len(features), "img_size": img_size, "embed_dim": embed_dim, "depth": depth,
+              "pooling": pooling, "n_descriptors": 2 if anchored else 0}
     torch.manual_seed(0)
-    net = VisionMambaSurv(in_channels=2 + len(features), img_size=48, embed_dim=64, depth=4)
-    torch.save(net.state_dict(), root / "model.pt")
-    MapStatistics(features, np.zeros(len(features)), np.ones(len(features)), np.full(len(features), 1000.0)).save(
-        root / "map_statistics.json")
-    full = pd.read_csv(DATA / "lung_crops" / "manifest.csv")
-    train = full[full.cohort == "radiogenomics"].head(6).copy()
-    train["split"] = "train"
-    for col in ("image", "mask"):
-        train[col] = [str(DATA / "lung_crops" / p) for p in train[col]]
-    train.to_csv(root / "train_manifest.csv", index=False)
-    package(root / "model.pt", bundle, root / "train_manifest.csv", map_statistics=root / "map_statistics.json",
-            features=features, preprocessing={"img_size": 48})
+    net = SurvivalEnsemble(VisionMambaSurv(**kwargs), members)
+    if anchored:
+        net.set_anchor([0.5, -0.3], [3.0, 20.0], [1.0, 30.0])
+    torch.save(net.state_dict(), bundle / "models" / "model.pt")
+    member_kwargs = VisionMambaSurv.kwargs_from_state_dict(
+        {k[len("members.0."):]: v for k, v in net.state_dict().items() if k.startswith("members.0.")})
+    info = InferenceInfo(
+        features=features, map_statistics=stats.to_dict(),
+        network={"pooling": "mean", "n_descriptors": 0, "attention_dim": None, **member_kwargs}, n_members=members,
+        preprocessing={**DEFAULT_PREPROCESSING, "img_size": img_size},
+        baseline={"event_times": [100.0, 500.0, 1000.0], "cumulative_hazard": [0.1, 0.4, 0.8], "last_follow_up": 2000.0},
+        tier_cutoffs=[-0.1, 0.1], training_risk_range=[-1.0, 1.0], model_version="timing-only",
+        weights_sha256=sha256_file(bundle / "models" / "model.pt"),
+        provenance={"timing_only": "random weights and a placeholder calibration (scripts/bench_inference.py)"})
+    info.save(bundle / "models" / "inference_info.json")
     return bundle
+
+
+def phantom_manifest(path: Path, repeats: int) -> Path:
+    """The IBSI phantom DICOM ``repeats`` times under different ids (predicted one after the other)."""
+    import pandas as pd
+
+    dicom = DATA / "ibsi" / "ct_phantom" / "dicom"
+    rtstruct = next((dicom / "mask").glob("*.dcm"))
+    pd.DataFrame([{"patient_id": f"phantom-{i + 1}", "ct_dir": str(dicom / "image"), "rtstruct": str(rtstruct),
+                   "roi": "GTV"} for i in range(repeats)]).to_csv(path, index=False)
+    return path
 
 
 def cohort_manifest(path: Path, n: int) -> Path:
@@ -179,28 +201,43 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", required=True, help="write the results here")
     p.add_argument("--bundle", default=str(REPO / "bundles" / "inference"), help="inference bundle folder")
-    p.add_argument("--stand-in", action="store_true", help="package an untrained network of the design size instead")
+    p.add_argument("--timing-bundle", action="store_true", help="time a random-weight bundle of the given size")
+    p.add_argument("--members", type=int, default=15, help="ensemble members of the timing bundle (study: 5 folds x 3 seeds)")
+    p.add_argument("--img-size", type=int, default=48)
+    p.add_argument("--embed-dim", type=int, default=64)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--maps", type=int, default=16, help="maps of the timing bundle")
+    p.add_argument("--pooling", default="mean", choices=("mean", "attention"))
+    p.add_argument("--anchored", action="store_true")
     p.add_argument("--patients", type=int, default=20, help="lung_crops patients for per_patient_s [20]")
-    p.add_argument("--threads", type=int, default=2, help="OMP/torch threads of the predict process [2]")
+    p.add_argument("--repeats", type=int, default=3, help="warm phantom predictions in one process [3]")
+    p.add_argument("--threads", type=int, default=1, help="OMP/torch threads of the predict processes [1]")
     p.add_argument("--workers", type=int, default=2, help="predict --workers for the cohort [2]")
     args = p.parse_args()
     load_before = os.getloadavg()
     env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     with tempfile.TemporaryDirectory(prefix="bench_inference_") as tmp:
         tmp = Path(tmp)
-        bundle = stand_in_bundle(tmp) if args.stand_in else Path(args.bundle)
+        bundle = (timing_bundle(tmp, args.members, args.img_size, args.embed_dim, args.depth, args.maps, args.pooling,
+                                args.anchored) if args.timing_bundle else Path(args.bundle))
         dicom = DATA / "ibsi" / "ct_phantom" / "dicom"
         rtstruct = next((dicom / "mask").glob("*.dcm"))
         cold = run_child(["predict", "--bundle", str(bundle), "--ct-dir", str(dicom / "image"), "--rtstruct",
                           str(rtstruct), "--roi", "GTV", "--out", str(tmp / "cold")], env, tmp)
         phases = phase_seconds(cold)
         rep = cold["reports"][0]
-        t_risk = rep["start"] + rep["timing_s"].get("network", 0.0)
+        # the risk is known after the network (+ Grad-CAM, computed in the same pass)
+        t_risk = rep["start"] + rep["timing_s"].get("network", rep["timing_s"].get("network_and_gradcam", 0.0))
         cohort = run_child(["predict", "--bundle", str(bundle), "--manifest",
                             str(cohort_manifest(tmp / "cohort.csv", args.patients)), "--out", str(tmp / "cohort"),
                             "--workers", str(args.workers)], env, tmp)
         done = sorted(r["done"] for r in cohort["reports"])
         gaps = [b - a for a, b in zip(done, done[1:])]
+        warm = run_child(["predict", "--bundle", str(bundle), "--manifest",
+                          str(phantom_manifest(tmp / "phantom.csv", args.repeats + 1)), "--out", str(tmp / "warm"),
+                          "--workers", "0"], env, tmp)
+        warm_done = sorted(r["done"] for r in warm["reports"])
+        warm_s = [round(b - a, 3) for a, b in zip(warm_done, warm_done[1:])]  # the first waits for the bundle
         result = {
             "cold_start_s": round(t_risk - cold["t"]["process_start"], 3),
             "cold_start_to_report_s": round(rep["done"] - cold["t"]["process_start"], 3),
@@ -208,20 +245,26 @@ def main() -> None:
             "per_patient_s": round(statistics.median(gaps), 3) if gaps else None,
             "per_patient_min_max_s": [round(min(gaps), 3), round(max(gaps), 3)] if gaps else None,
             "cohort_patients_predicted": len(cohort["reports"]), "cohort_wall_s": round(cohort["wall_s"], 3),
+            "phantom_warm_s": {"median": round(statistics.median(warm_s), 3) if warm_s else None, "each": warm_s,
+                               "timing_s_last": warm["reports"][-1]["timing_s"] if warm["reports"] else None},
             "peak_rss_mb": round(max(cold["rss_self_kb"], cold["rss_children_kb"], cohort["rss_self_kb"],
-                                     cohort["rss_children_kb"]) / 1024.0, 1),
+                                     cohort["rss_children_kb"], warm["rss_self_kb"], warm["rss_children_kb"]) / 1024.0,
+                                 1),
             "peak_rss_mb_cold_start": round(max(cold["rss_self_kb"], cold["rss_children_kb"]) / 1024.0, 1),
             "profile_cold_start_s": phases,
             "profile_cold_start_cpu_s": phase_cpu_seconds(cold),
             "settings": {"threads": args.threads, "workers": args.workers, "patients": args.patients,
-                         "bundle": "untrained stand-in of the design size (16 maps + CT + mask, 48 px, embed 64, "
-                                   "depth 4): same compute as trained weights" if args.stand_in else str(bundle),
+                         "repeats": args.repeats,
+                         "bundle": (f"random-weight timing bundle: {args.members} member(s), img {args.img_size}, embed "
+                                    f"{args.embed_dim}, depth {args.depth}, {args.maps} maps, {args.pooling} pooling"
+                                    + (", anchored" if args.anchored else "")) if args.timing_bundle else str(bundle),
                          "cold_start_input": "IBSI CT phantom DICOM (60 slices) + RTSTRUCT, ROI GTV",
                          "cohort_input": f"first {args.patients} lung1 patients of lung_crops"},
             "load_average_before": [round(v, 2) for v in load_before],
             "load_average_after": [round(v, 2) for v in os.getloadavg()],
             "cpu_count": os.cpu_count(),
             "measured_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
         }
     Path(args.json).write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

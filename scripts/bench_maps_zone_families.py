@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 
-from voxelmaps.cohort import resample_to_spacing
+from custom_transforms.pipeline import volume_preprocessing
 from voxelmaps.torch_engine import gldm, glszm, ngtdm
 from voxelmaps.torch_engine.common import discretise_roi, kernel_patches
 
@@ -38,11 +37,11 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    image, mask = resample_to_spacing(sitk.ReadImage(str(args.data / "image" / "phantom.nii.gz")),
-                                      sitk.ReadImage(str(args.data / "mask" / "mask.nii.gz")),
-                                      (1.0, 1.0, 5.0))
-    image = np.clip(sitk.GetArrayFromImage(image).astype(np.float64), -95, 155)
-    roi = sitk.GetArrayFromImage(mask) > 0
+    # the bundles' grid: MONAI resampling to 1 x 1 x 5 mm; (x, y, z) -> the engine's (z, y, x)
+    d = volume_preprocessing(features=[])({"image": str(args.data / "image" / "phantom.nii.gz"),
+                                           "mask": str(args.data / "mask" / "mask.nii.gz")})
+    image = np.clip(d["image"][0].numpy().transpose(2, 1, 0).astype(np.float64), -95, 155)
+    roi = d["mask"][0].numpy().transpose(2, 1, 0) > 0
     disc = discretise_roi(image, roi, bin_width=25.0, device=args.device)
     _, levels = kernel_patches(disc, args.radius)
     result = {"voxels": int(levels.shape[0]), "n_levels": disc.n_levels, "radius": args.radius,

@@ -108,7 +108,7 @@ if selective_scan_fn is not None:
 try:
     from networks import VisionMambaSurv
     torch.manual_seed(0)
-    net = VisionMambaSurv(in_channels=10).eval()
+    net = VisionMambaSurv(in_channels=10, img_size=96, embed_dim=128, depth=8).eval()  # paper size
     x = torch.randn(4, 10, 96, 96)
     with torch.no_grad():
         cpu_risk = net(x)

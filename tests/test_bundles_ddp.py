@@ -1,5 +1,6 @@
-"""A 2-process gloo DDP run of the tiny pretrain config on CPU completes, and both ranks see every
-validation patient exactly once (C-index buffers gathered, no DistributedSampler padding)."""
+"""A 2-process gloo DDP run of the tiny pretrain config on CPU completes, both ranks see every
+validation patient exactly once (C-index buffers gathered, no DistributedSampler padding), and only
+rank 0 runs the handlers marked `_disabled_: '@is_not_rank0'` (predictions, weights, logs)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from ignite.engine import Events
 
 
 class DumpPatients:
-    """Per rank: the patients the gathered C-index saw, and the slices this rank scored itself."""
+    """Per rank: the patients the gathered C-index saw, and the patients this rank scored itself."""
 
     def __init__(self, metric, folder):
         self.metric, self.folder, self.local = metric, folder, 0
@@ -45,7 +46,7 @@ class DumpPatients:
         rank = dist.get_rank()
         with open(f"{self.folder}/rank{rank}.json", "w") as f:
             json.dump({"world": dist.get_world_size(), "patients": [int(p) for p in t["patient_number"]],
-                       "gathered_slices": int(sum(t["n_slices"])), "local_slices": self.local}, f)
+                       "gathered": int(len(t["patient_number"])), "local": self.local}, f)
 '''
 
 
@@ -59,15 +60,16 @@ def test_two_process_gloo_ddp_sees_every_validation_patient_once(tmp_path):
           _target_: ddp_probe.DumpPatients
           metric: "@validate#key_metric#val_c_index"
           folder: "{tmp_path}"
-        validate#evaluator#val_handlers: "$@validate#handlers[: -3 if torch.distributed.get_rank() > 0 else None] + [@probe]"
+        validate#evaluator#val_handlers: "$@validate#handlers + [@probe]"
     """))
     configs = [str(CONFIGS / "train.yaml"), str(CONFIGS / "multi_gpu_train.yaml"), str(tmp_path / "probe.yaml")]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29561",
            "-m", "monai.bundle", "run", "--config_file", json.dumps(configs),
            "--meta_file", str(CONFIGS / "metadata.json"), "--logging_file", str(CONFIGS / "logging.conf"),
            "--dataset_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"),
-           "--cache_dir", str(tmp_path / "cache"), "--max_epochs", "1",
-           "--embed_dim", "32", "--depth", "2", "--img_size", "32", "--batch_size", "8"]
+           "--cache_dir", str(tmp_path / "cache"), "--max_epochs", "1", "--preprocess_workers", "0",
+           "--features", '["firstorder_Mean"]', "--embed_dim", "32", "--depth", "2", "--img_size", "32",
+           "--batch_size", "4"]
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "OMP_NUM_THREADS": "1"}
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600, env=env)
@@ -81,7 +83,12 @@ def test_two_process_gloo_ddp_sees_every_validation_patient_once(tmp_path):
     for r in ranks:
         assert r["world"] == 2
         assert sorted(r["patients"]) == sorted(val.patient_number)  # all validation patients, once each
-    assert ranks[0]["gathered_slices"] == ranks[1]["gathered_slices"]
-    assert ranks[0]["local_slices"] + ranks[1]["local_slices"] == ranks[0]["gathered_slices"]  # no padding
-    assert ranks[0]["local_slices"] > 0 and ranks[1]["local_slices"] > 0
-    assert (tmp_path / "out" / "models" / "model_last.pt").exists()  # rank 0 saved
+    assert ranks[0]["local"] + ranks[1]["local"] == ranks[0]["gathered"] == len(val)  # no padding
+    assert ranks[0]["local"] > 0 and ranks[1]["local"] > 0
+    out_dir = tmp_path / "out"
+    assert (out_dir / "models" / "model.pt").exists() and (out_dir / "models" / "model_epoch1.pt").exists()  # rank 0 saved
+    pred = pd.read_csv(out_dir / "predictions_val_epoch1.csv")
+    assert len(pred) == len(val) and set(pred.patient_id) == set(val.patient_id)  # one writer, all patients
+    events = pd.read_csv(out_dir / "batch_events.csv")
+    assert set(events["rank"]) == {0}  # rank 1's logger was _disabled_
+    assert out.stdout.count("pre-training done") == 2  # both ranks finished

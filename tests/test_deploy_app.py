@@ -27,7 +27,8 @@ def _deploy_python() -> str:
     if importlib.util.find_spec("monai") and importlib.util.find_spec("monai.deploy"):
         return sys.executable
     other = os.environ.get("VOXSURV_DEPLOY_PYTHON")
-    if other and os.path.exists(other):
+    if other:  # asked for: run, never skip
+        assert os.path.exists(other), f"VOXSURV_DEPLOY_PYTHON={other} does not exist (scripts/setup_deploy_env.sh)"
         return other
     pytest.skip("MONAI Deploy App SDK not importable here (optional extra `deploy`: pip install -e .[deploy], "
                 "or point VOXSURV_DEPLOY_PYTHON at a Python that has it)")
@@ -63,6 +64,8 @@ def test_deploy_app_writes_sr_report_overlay_and_gradcam(ibsi, tmp_path):
     assert f"Risk tier: {report['tier']}" in text
     assert f"{report['risk']:.4f}" in text
     assert f"Predicted survival at 1 year: {100 * report['survival']['s_365']:.1f}%" in text
+    assert ("outside the training patients' range" in text) is (not report["in_training_range"])
+    assert report["n_slices"] >= 10 and report["tumour_cut_slices"] == 0  # the patient-level stack
     ct = pydicom.dcmread(next((ibsi / "ct_phantom" / "dicom" / "image").glob("*.dcm")), stop_before_pixels=True)
     assert sr.StudyInstanceUID == ct.StudyInstanceUID  # the SR joins the CT's study
     assert not UID.search(log), UID.search(log)

@@ -43,14 +43,18 @@ def test_cli_preprocess_one_lung_crops_patient(lung_crops, tmp_path, capsys):
     assert run.returncode == 0, run.stderr
     data = np.load(out / "slices.npz")
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(lung_crops / f"images/{pid}_gtv.nii.gz")))
-    # 1 mm slices -> 5 mm: output slice k is original slice 5k
-    expected = [k for k in range(19) if mask[5 * k].any()]
+    # 1 mm slices -> 5 mm: output slice k is original slice 5k; kept when its tumour has >= 10 mm2
+    expected = [k for k in range(19) if mask[5 * k].sum() >= 10]
     assert data["slice_index"].tolist() == expected
-    assert data["image"].shape == (len(expected), 1, 96, 96) and data["image"].dtype == np.float32
-    assert data["mask"].shape == data["image"].shape
-    inside = data["image"][data["mask"] > 0]
-    assert abs(inside.mean()) < 0.05  # z-scored in the tumour (crops may cut nothing: mean ~0)
-    assert f"patient {pid}: {len(expected)} tumour slices of shape (1, 96, 96)" in run.stdout
+    assert data["image"].shape == (2, 48, 48, len(expected)) and data["image"].dtype == np.float32
+    assert data["channel_names"].tolist() == ["ct", "mask"]
+    ct, m = data["image"][0], data["image"][1]
+    assert 0.0 <= ct.min() and ct.max() <= 1.0 + 1e-6  # fixed HU window -> [0, 1], not a z-score
+    ct_hu = sitk.GetArrayFromImage(sitk.ReadImage(str(lung_crops / f"images/{pid}_ct.nii.gz")))[mask > 0]
+    assert abs(ct[m > 0.99].mean() - (np.clip(ct_hu, -95, 155).mean() + 95) / 250) < 0.05  # tumour density kept
+    assert data["fov_mm"] == 107.0  # 1.3 x the tumour's 82 mm, whole voxels: the tumour is never cut
+    assert f"patient {pid}: {len(expected)} tumour slices, network input (2, 48, 48, {len(expected)})" in run.stdout
+    assert "field of view 107 mm, 0 slices cut" in run.stdout
 
 
 def test_cli_preprocess_empty_mask_names_patient(lung_crops, tmp_path, capsys):

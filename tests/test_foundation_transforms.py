@@ -1,5 +1,6 @@
-"""Issue 2, item 5: preprocessing transforms on the IBSI CT phantom and real lung_crops patients:
-shapes, spacing after resampling, window bounds, z-score in the chosen region, slice count."""
+"""Issue 2, item 5 / issue 14: resampling to 1 x 1 x 5 mm on the IBSI CT phantom and real lung_crops
+patients (shapes, spacing, binary mask), with the interpolation mode given per key. The rest of the
+chain is tested in tests/test_patient_preprocessing.py."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
-from custom_transforms import (HUWindow, HUWindowd, HUWindowZScore, HUWindowZScored, ResampleToSpacingd,
-                               StackChannelsd, TumourSlicesd)
-from voxsurv.errors import InputError
+from custom_transforms import ResampleToSpacingd
 
 LOAD = Compose([LoadImaged(("image", "mask"), reader="NibabelReader", image_only=True),
                 EnsureChannelFirstd(("image", "mask"))])
@@ -32,7 +31,7 @@ def resampled(ibsi, lung_crops):
     out = {}
     for pid, image, mask in _cases(ibsi, lung_crops):
         d = LOAD({"image": str(image), "mask": str(mask), "patient_id": pid})
-        out[pid] = (sitk.ReadImage(str(mask)), ResampleToSpacingd()(d))
+        out[pid] = (sitk.ReadImage(str(mask)), ResampleToSpacingd(("image", "mask"), mode=("bilinear", "nearest"))(d))
     return out
 
 
@@ -56,116 +55,19 @@ def test_resampling_to_1x1x5_mm(resampled):
         expected = tuple(int(np.round((n - 1) * s / t + 1)) for n, s, t in zip(size, spacing, (1, 1, 5)))
         assert tuple(img.shape[1:]) == expected, pid
         assert set(torch.unique(m).tolist()) == {0.0, 1.0}, pid  # nearest keeps the mask binary
+        n_tumour_slices = int((m[0].sum(dim=(0, 1)) > 0).sum())
+        assert n_tumour_slices == _expected_tumour_slices_at_5mm(mask_img, m.shape[-1]), pid
     # phantom: 204 x 201 x 60 voxels of 0.977 x 0.977 x 3 mm
     assert tuple(resampled["ibsi-ct-phantom"][1]["image"].shape) == (1, 199, 196, 36)
     assert tuple(resampled["lung1-002"][1]["image"].shape) == (1, 92, 92, 19)
 
 
-def test_hu_window_bounds(resampled):
-    d = HUWindowd("image")(dict(resampled["ibsi-ct-phantom"][1]))
-    img = d["image"]
-    assert isinstance(img, MetaTensor) and img.dtype == torch.float32
-    assert float(img.min()) == -95.0 and float(img.max()) == 155.0  # lung air and bone both present
-    np.testing.assert_allclose(img.pixdim.numpy(), [1.0, 1.0, 5.0])
-    assert HUWindow(width=100, level=0)(np.array([-500.0, 0.0, 20.0, 900.0])).tolist() == [-50.0, 0.0, 20.0, 50.0]
-
-
-@pytest.mark.parametrize("region", ["mask", "image"])
-def test_window_then_zscore_in_region(resampled, region):
-    for pid, (_, d) in resampled.items():
-        out = HUWindowZScored("image", region=region)(dict(d))
-        z = out["image"].numpy()[0]
-        clipped = np.clip(d["image"].numpy()[0], -95, 155)
-        sel = d["mask"].numpy()[0] > 0 if region == "mask" else np.ones_like(z, dtype=bool)
-        assert abs(z[sel].mean()) < 1e-4, pid
-        assert abs(z[sel].std() - 1.0) < 1e-4, pid
-        # an affine map of the clipped HU: same statistics recorded in the metadata
-        np.testing.assert_allclose(z * out["image"].meta["zscore_std_hu"] + out["image"].meta["zscore_mean_hu"],
-                                   clipped, atol=1e-3)
-        np.testing.assert_allclose(out["image"].pixdim.numpy(), [1.0, 1.0, 5.0])
-
-
-def test_zscore_empty_mask_names_patient():
-    d = {"image": torch.zeros(1, 4, 4, 2), "mask": torch.zeros(1, 4, 4, 2), "patient_id": "p7"}
-    with pytest.raises(InputError) as exc:
-        HUWindowZScored("image")(d)
-    assert str(exc.value) == ("patient p7: mask is empty: z-score statistics need at least one tumour voxel. "
-                              "Fix: exclude this patient or use region='image'")
-    with pytest.raises(ValueError, match="region='mask' needs a mask"):
-        HUWindowZScore()(torch.zeros(1, 2, 2, 2))
-
-
-def test_tumour_slices_count_shape_metadata(resampled):
-    for pid, (mask_img, d) in resampled.items():
-        d = HUWindowZScored("image")(dict(d))
-        slices = TumourSlicesd("image")(d)
-        n_z = d["mask"].shape[-1]
-        assert len(slices) == _expected_tumour_slices_at_5mm(mask_img, n_z), pid
-        idx = [s["slice_index"] for s in slices]
-        assert idx == sorted(idx) and len(set(idx)) == len(idx)
-        for s in slices:
-            assert tuple(s["image"].shape) == (1, 96, 96) and tuple(s["mask"].shape) == (1, 96, 96)
-            assert s["patient_id"] == pid and s["image"].meta["patient_id"] == pid
-            assert s["image"].meta["slice_index"] == s["slice_index"]
-            # physical position of the slice from the 5 mm volume's affine
-            z_expected = float((d["mask"].affine @ torch.tensor([0.0, 0.0, s["slice_index"], 1.0], dtype=torch.float64))[2])
-            assert abs(s["z_mm"] - z_expected) < 1e-6
-            # the slice's whole tumour is inside the crop when it is at most 96 mm wide
-            full = d["mask"][0, :, :, s["slice_index"]]
-            xs, ys = np.nonzero(full.numpy())
-            fits = xs.max() - xs.min() < 96 and ys.max() - ys.min() < 96
-            inside, total = float(s["mask"].sum()), float(full.sum())
-            assert (inside == total) if fits else (0 < inside < total), (pid, s["slice_index"])
-    # phantom: tumour on original slices 17..42 at 3 mm -> 5 mm slices 10..25
-    ph = TumourSlicesd("image")(resampled["ibsi-ct-phantom"][1])
-    assert [s["slice_index"] for s in ph] == list(range(10, 26))
-    assert abs(ph[0]["z_mm"] - (-100.4 + 50.0)) < 1e-3
-    assert sum(s["mask"].sum() < resampled["ibsi-ct-phantom"][1]["mask"][0, :, :, s["slice_index"]].sum()
-               for s in ph) == 1  # the phantom GTV spans 97 mm on one slice: clipped there
-
-
-def test_tumour_slices_min_area_and_crop_centre(resampled):
-    d = resampled["lung1-002"][1]
-    all_slices = TumourSlicesd("image")(d)
-    areas = sorted(s["image"].meta["tumour_area_mm2"] for s in all_slices)
-    threshold = areas[len(areas) // 2]
-    big = TumourSlicesd("image", min_area_mm2=threshold)(d)
-    assert len(big) == sum(a >= threshold for a in areas) < len(all_slices)
-    # crop centred on the tumour's bounding box (within one pixel)
-    for s in big:
-        xs, ys = np.nonzero(s["mask"][0].numpy())
-        assert abs((xs.min() + xs.max()) / 2 - 47.5) <= 1.0 and abs((ys.min() + ys.max()) / 2 - 47.5) <= 1.0
-    # lung crops are 92 px wide: the 96 mm crop is padded with the image minimum
-    s0 = TumourSlicesd("image")(HUWindowd("image")(dict(d)))[0]
-    assert float(s0["image"].min()) == -95.0
-    with pytest.raises(InputError, match=r"^patient lung1-002: no axial slice with tumour area >= 1e\+06 mm2"):
-        TumourSlicesd("image", min_area_mm2=1e6)(d)
-
-
-def test_stack_channels_ct_plus_maps(resampled):
-    d = resampled["lung1-002"][1]
-    sample = TumourSlicesd("image")(HUWindowZScored("image")(dict(d)))[0]
-    sample["maps"] = torch.randn(3, 96, 96)
-    out = StackChannelsd(["image", "maps"], output_key="input")(sample)
-    assert tuple(out["input"].shape) == (4, 96, 96)
-    assert torch.equal(out["input"][0], sample["image"][0]) and torch.equal(out["input"][1:], sample["maps"])
-    assert out["input"].meta["slice_index"] == sample["slice_index"]
-    with pytest.raises(ValueError, match="spatial shapes differ"):
-        StackChannelsd(["image", "bad"])({"image": torch.zeros(1, 4, 4), "bad": torch.zeros(1, 3, 4)})
-
-
-def test_compose_maps_over_slices_and_collates(lung_crops):
-    """What a bundle does: Compose continues per slice after TumourSlicesd; a batch collates."""
-    from monai.data import list_data_collate
-
-    pid = "lung1-002"
-    pipeline = Compose([LOAD, ResampleToSpacingd(), HUWindowZScored("image"), TumourSlicesd("image"),
-                        StackChannelsd(["image", "mask"], output_key="input")])
-    out = pipeline({"image": str(lung_crops / f"images/{pid}_ct.nii.gz"), "patient_id": pid,
-                    "mask": str(lung_crops / f"images/{pid}_gtv.nii.gz"), "label": torch.tensor([100.0, 1.0])})
-    assert isinstance(out, list) and all(tuple(s["input"].shape) == (2, 96, 96) for s in out)
-    batch = list_data_collate(out[:4])
-    assert tuple(batch["input"].shape) == (4, 2, 96, 96) and tuple(batch["label"].shape) == (4, 2)
-    assert batch["patient_id"] == [pid] * 4
-    assert batch["slice_index"].tolist() == [s["slice_index"] for s in out[:4]]
-    assert batch["input"].meta["slice_index"].tolist() == batch["slice_index"].tolist()
+def test_resampling_mode_is_explicit_per_key():
+    """No interpolation chosen from a key's name (issue 14): keys and modes are the caller's."""
+    with pytest.raises(TypeError):
+        ResampleToSpacingd(("image", "mask"))  # mode missing
+    image = MetaTensor(torch.arange(24.0).reshape(1, 2, 3, 4), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
+    d = {"image": image, "seg": image.clone()}
+    out = ResampleToSpacingd(["image", "seg"], mode=["bilinear", "nearest"], pixdim=(1.0, 1.0, 1.0))(d)
+    assert set(torch.unique(out["seg"]).tolist()) <= set(range(24))  # nearest: original values only
+    assert len(set(torch.unique(out["image"]).tolist()) - set(range(24))) > 0  # bilinear: new values

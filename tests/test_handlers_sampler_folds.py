@@ -51,3 +51,16 @@ def test_split_fold_and_target_split_are_by_patient():
     split = assign_target_split(df, 0.2, seed=4)
     ft = split[split.split == "finetune"]
     assert 8 <= len(ft) <= 12 and ft.event.sum() >= 1
+
+
+def test_even_sizes_spread_patients_over_equal_risk_sets():
+    events = np.array([1, 0, 0] * 32)  # 96 patients
+    sampler = EventBatchSampler(events, batch_size=64, seed=3, even_sizes=True)
+    batches = list(sampler)
+    assert [len(b) for b in batches] == [48, 48] and len(sampler) == 2  # not 64 + 32
+    assert sorted(i for b in batches for i in b) == list(range(96))
+    assert [len(b) for b in EventBatchSampler(events, batch_size=64, seed=3)] == [64, 32]
+    one = list(EventBatchSampler(events[:20], batch_size=20, even_sizes=True))
+    assert len(one) == 1 and sorted(one[0]) == list(range(20))  # fine-tuning: one risk set
+    sizes = [len(b) for b in EventBatchSampler(np.ones(130, dtype=int), batch_size=64, even_sizes=True)]
+    assert sizes == [44, 43, 43]

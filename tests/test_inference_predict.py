@@ -125,7 +125,7 @@ def test_slice_gradcam_equals_monai_gradcam_and_sums_over_ensemble_members(nifti
     for the ensemble's mean risk (= each member's own Grad-CAM / n_members)."""
     from monai.visualize import GradCAM
 
-    from voxsurv.inference.attention import slice_gradcam
+    from voxsurv.inference.attention import risk_and_slice_gradcam, slice_gradcam
 
     prepared, _, _ = nifti_run
     image = prepared.image
@@ -140,6 +140,7 @@ def test_slice_gradcam_equals_monai_gradcam_and_sums_over_ensemble_members(nifti
             return self.network(slices.permute(1, 2, 3, 0)[None])
 
     ours = slice_gradcam(net, image)
+    assert all(p.grad is None for p in net.parameters())  # no side effect on the network
     wrapper = PatientOfSlices(net).eval()
     theirs = GradCAM(nn_module=wrapper, target_layers="network.stem.conv2", postprocessing=lambda x: x)(
         image.permute(3, 0, 1, 2).clone().requires_grad_(True), class_idx=0)[:, 0]
@@ -149,7 +150,10 @@ def test_slice_gradcam_equals_monai_gradcam_and_sums_over_ensemble_members(nifti
 
     ensemble = tiny_network(n_members=2, seed=7).eval()
     per_member = [slice_gradcam(m, image) for m in ensemble.members]
-    assert torch.allclose(slice_gradcam(ensemble, image), (per_member[0] + per_member[1]) / 2, atol=1e-6)
+    risk, cams = risk_and_slice_gradcam(ensemble, image)
+    assert torch.allclose(cams, (per_member[0] + per_member[1]) / 2, atol=1e-6)
+    with torch.no_grad():  # the risk of the Grad-CAM pass is the network's plain forward
+        assert float(risk) == pytest.approx(float(ensemble(image[None])), abs=1e-6)
 
 
 def assert_overlay_shows_ct_contour_and_heat_map(path):

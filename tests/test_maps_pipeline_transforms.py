@@ -55,7 +55,8 @@ def test_maps_transform_shapes_metadata_and_values(sample):
                           mask_key="mask")(out)["maps"]
     assert norm.shape == maps.shape and norm.meta["channel_names"] == FEATURES
     inside = norm[:, ~outside]
-    assert float(inside.min()) >= 1 and float(inside.max()) <= 8
+    assert float(inside.min()) >= 1 / 8 - 0.5 and float(inside.max()) <= 0.5  # centred bins of 8
+    assert set(np.unique(inside.numpy() * 8 + 4).tolist()) <= set(range(1, 9))
     assert (norm[:, outside] == 0).all()
 
 
@@ -68,9 +69,10 @@ def test_normalise_picks_the_statistics_maps_by_channel_name(sample, tmp_path):
                       meta={"channel_names": ["c", "a", "b"]})
     out = NormaliseMapsd(keys="maps", statistics=str(path))({"maps": maps})["maps"]
     assert out.shape == (2, 2, 2, 1) and out.meta["channel_names"] == ["b", "a"]
-    assert (out[0] == 4).all() and (out[1] == 3).all()  # z = 1 -> bin 4 of 4; z = 0 -> bin 3
-    centred = NormaliseMapsd(keys="maps", statistics=stats, scale="centred")({"maps": maps})["maps"]
-    np.testing.assert_allclose(centred.numpy(), out.numpy() / 4 - 0.5)
+    # b: z = 1 -> bin 4 of 4 over [-2, 2] -> 4 / 4 - 0.5; a: z = 0 -> bin 3 -> 3 / 4 - 0.5
+    assert (out[0] == 0.5).all() and (out[1] == 0.25).all()
+    zs = NormaliseMapsd(keys="maps", statistics=stats, scale="zscore")({"maps": maps})["maps"]
+    assert (zs[0] == 1.0).all() and (zs[1] == 0.0).all()
     lacking = MetaTensor(torch.ones((1, 2, 2, 1)), meta={"channel_names": ["a"]})
     with pytest.raises(InputError, match=r"patient p1: maps \['b'\] have statistics but were not computed"):
         NormaliseMapsd(keys="maps", statistics=stats)({"maps": lacking, "patient_id": "p1"})

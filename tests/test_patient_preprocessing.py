@@ -209,3 +209,19 @@ def test_stack_plan_covers_anisotropic_in_plane_spacing():
     plan = TumourStack(img_size=32, min_fov_mm=5.0).plan(mask)
     assert plan["fov_mm"] == pytest.approx(13.0) and plan["crop_boxes"][0][2:] == (26, 13)
     assert plan["tumour_cut_slices"] == 0
+
+
+def test_a_training_batch_of_patients_collates(volumes, statistics):
+    """What the training data loader does: K random slices per patient, flip + rotate, then MONAI's
+    collate stacks patients into (B, C, H, W, K) with descriptors (B, 2) and per-slice meta."""
+    from monai.data import list_data_collate
+
+    chain = Compose([stack_preprocessing(statistics, features=FEATURES), RandTumourSlicesd("image", num_slices=3),
+                     RandFlipd("image", prob=0.5, spatial_axis=0),
+                     RandRotated("image", range_z=math.pi / 3, prob=1.0, padding_mode="zeros")])
+    chain.set_random_state(0)
+    samples = [{**chain(d), "label": torch.tensor([100.0 * i, 1.0])} for i, d in enumerate(volumes.values())]
+    batch = list_data_collate(samples)
+    assert tuple(batch["image"].shape) == (3, 5, 48, 48, 3) and tuple(batch["descriptors"].shape) == (3, 2)
+    assert batch["patient_id"] == PATIENTS and tuple(batch["label"].shape) == (3, 2)
+    assert tuple(batch["image"].meta["slice_indices"].shape) == (3, 3)

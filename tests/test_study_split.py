@@ -38,3 +38,11 @@ def test_split_depends_on_the_seed_only():
     a = make_split(man, "a", "b", seed=3)
     assert a.equals(make_split(man.sample(frac=1, random_state=0), "a", "b", seed=3))
     assert not a.equals(make_split(man, "a", "b", seed=4))
+
+
+def test_mask_problem_uses_the_bundles_chain_and_names_the_patient(lung_crops):
+    from voxsurv.study.split import mask_problem
+
+    root = str(lung_crops) + "/images/"
+    assert "lung1-003" in mask_problem(root + "lung1-003_ct.nii.gz", root + "lung1-003_gtv.nii.gz", "lung1-003")
+    assert mask_problem(root + "lung1-002_ct.nii.gz", root + "lung1-002_gtv.nii.gz", "lung1-002") is None

@@ -5,10 +5,10 @@ PNG in the output folder and the text of a DICOM Basic Text SR for DICOMTextSRWr
 Why not the SDK's MonaiBundleInferenceOperator: it maps one image input to one network input and
 one output per call, strips LoadImage (inputs arrive without a channel dim), prefers a possibly
 stale models/model.ts, and decodes outputs as images or class probabilities. Here a patient is
-two inputs (CT + a contour from an RTSTRUCT), preprocessing turns them into a LIST of tumour
-slices, the outputs are aggregated over slices into one continuous risk, and Grad-CAM needs
-gradients. voxsurv's RiskPredictor reads the same bundle config (preprocessing, network_def,
-postprocessing) and does exactly that, so this operator wraps it instead.
+two inputs (CT + a contour from an RTSTRUCT), the network takes the tumour stack AND the tumour's
+descriptors, its output is one continuous risk, and Grad-CAM needs gradients. voxsurv's
+RiskPredictor reads the same bundle config (preprocessing, network_def, postprocessing) and does
+exactly that, so this operator wraps it instead.
 """
 
 from __future__ import annotations
@@ -55,10 +55,17 @@ def sr_text(report: dict) -> str:
     surv = report["survival"]
     lines = [
         "voxsurv overall-survival risk (research use only; not for clinical decisions)",
-        f"Risk score (log relative hazard, mean of {report['n_slices']} tumour slices): {report['risk']:.4f}",
+        f"Risk score (log relative hazard of the patient, from {report['n_slices']} tumour slices): {report['risk']:.4f}",
         f"Risk tier: {report['tier']} (cut-offs {report['tier_cutoffs'][0]:.4f} / {report['tier_cutoffs'][1]:.4f}, "
-        "tertiles of the training cohort)",
+        "tertiles of the training patients)",
     ]
+    if "anchor_offset" in report:
+        lines.append(f"Of which tumour volume and density (anchor): {report['anchor_offset']:.4f}; "
+                     f"image: {report['image_risk']:.4f}")
+    lo, hi = report["training_risk_range"]
+    if not report["in_training_range"]:
+        lines.append(f"Warning: the risk lies outside the training patients' range ({lo:.4f} to {hi:.4f}): "
+                     "tier and survival are extrapolated")
     for key, label in (("s_365", "1 year"), ("s_730", "2 years"), ("s_1095", "3 years")):
         v = surv.get(key)
         lines.append(f"Predicted survival at {label}: " + ("not estimable (beyond training follow-up)" if v is None

@@ -171,13 +171,30 @@ def _outputs(args) -> tuple:
     return folder, maps_file, sidecar, montage
 
 
+def _sitk_like(array_xyz, affine_ras):
+    """(x, y, z) array + MONAI (RAS) affine -> SimpleITK image with the same geometry (LPS)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(affine_ras, dtype=np.float64)  # RAS -> LPS
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    img = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array_xyz).transpose(2, 1, 0)))
+    img.SetSpacing(spacing.tolist())
+    img.SetDirection((affine[:3, :3] / spacing).flatten().tolist())
+    img.SetOrigin(affine[:3, 3].tolist())
+    return img
+
+
 def _run_patient(args) -> int:
+    """One patient through custom_transforms.pipeline.volume_preprocessing (the bundles' grid and
+    maps), written as a 4D NIfTI (x, y, z, feature) + channel names, or an .npz; optional montage."""
     import json
     import os
     from pathlib import Path
 
+    from voxelmaps.features import resolve_features
     from voxsurv.console import Steps
-    from voxsurv.errors import InputError
+    from voxsurv.errors import InputError, input_error_in
     from voxsurv.ingest.volumes import check_image_mask
     from voxsurv.output_paths import check_output_folder, refuse_to_replace, staged_outputs
 
@@ -188,43 +205,42 @@ def _run_patient(args) -> int:
             check_output_folder(f.parent)
             refuse_to_replace(f.parent, [f.name], args.overwrite)
     settings = _settings(args)
-    from voxelmaps.features import resolve_features
-
-    resolve_features(args.features)  # a misspelt map name fails before any work
+    names = resolve_features(args.features)  # a misspelt map name fails before any work
     steps = Steps(3 + bool(montage), Path(args.image).name)
-    with steps.step("checking and resampling the input"):
+    with steps.step("checking the input"):
         image, mask = check_image_mask(args.image, args.mask)
-        import numpy as np
-        import SimpleITK as sitk
+    import numpy as np
+    import SimpleITK as sitk
 
-        from voxelmaps.cohort import resample_to_spacing
+    from custom_transforms.pipeline import volume_preprocessing
+    from voxsurv.ingest.volumes import to_metatensor
 
-        if not args.no_resample:
-            image, mask = resample_to_spacing(image, mask, tuple(args.spacing))
-        img = sitk.GetArrayFromImage(image).astype(np.float32)
-        roi = sitk.GetArrayFromImage(mask) > 0
-        if not roi.any():
-            raise InputError("mask is empty after resampling", path=args.mask,
-                             fix="use --no-resample or check the contour")
-    from voxelmaps.api import compute_maps
-
-    with steps.step(f"computing maps ({args.backend} backend)"):
-        maps, names = compute_maps(img, roi, tuple(image.GetSpacing()[::-1]), args.features,
-                                   backend=args.backend, settings=settings, device=args.device)
+    chain = volume_preprocessing(names, pixdim=None if args.no_resample else tuple(args.spacing), load=False,
+                                 maps_backend=args.backend, maps_settings=settings, maps_device=args.device)
+    with steps.step(f"resampling and computing {len(names)} maps ({args.backend} backend)"):
+        try:
+            d = chain({"image": to_metatensor(image, args.image), "mask": to_metatensor(mask, args.mask),
+                       "patient_id": Path(args.image).name})
+        except Exception as exc:  # MONAI's Compose wraps our InputError in a RuntimeError
+            err = input_error_in(exc)
+            if err is None:
+                raise
+            raise InputError(err.problem, path=args.mask, fix=err.fix or "check the contour") from None
+    affine = d["image"].affine.numpy()
+    img = d["image"][0].numpy().transpose(2, 1, 0)  # (z, y, x), as the montage and the .npz have it
+    roi = d["mask"][0].numpy().transpose(2, 1, 0) > 0
+    maps = d["maps"].numpy().transpose(0, 3, 2, 1)  # (F, z, y, x)
+    geometry = _sitk_like(d["image"][0].numpy(), affine)
     meta = {"names": names, "axes": "F,z,y,x", "settings": settings.to_dict(),
-            "backend": args.backend, "spacing_xyz_mm": list(image.GetSpacing()),
-            "origin_xyz_mm": list(image.GetOrigin()), "direction": list(image.GetDirection())}
+            "backend": args.backend, "spacing_xyz_mm": list(geometry.GetSpacing()),
+            "origin_xyz_mm": list(geometry.GetOrigin()), "direction": list(geometry.GetDirection())}
     with steps.step("writing"), staged_outputs(maps_file.parent) as stage:
         tmp_maps = stage / maps_file.name
         if maps_file.suffix == ".npz":
             np.savez_compressed(tmp_maps, maps=maps.astype(np.float32), image=img, mask=roi.astype(np.uint8),
                                 names=np.array(names))
         else:
-            vols = []
-            for m in maps.astype(np.float32):
-                v = sitk.GetImageFromArray(m)
-                v.CopyInformation(image)
-                vols.append(v)
+            vols = [_sitk_like(m, affine) for m in d["maps"].numpy().astype(np.float32)]
             sitk.WriteImage(sitk.JoinSeries(vols), str(tmp_maps))  # 4D: x, y, z, feature
             (stage / sidecar.name).write_text(json.dumps(meta, indent=1))
     written = [maps_file] + ([sidecar] if sidecar else [])

@@ -1,6 +1,8 @@
 """`voxsurv preprocess`: one patient's CT + tumour mask (NIfTI/NRRD, e.g. from `voxsurv convert`)
--> the paper's preprocessed tumour slices, saved for inspection: resample to 1 x 1 x 5 mm, HU
-window 250/30 + z-score in the tumour, one 96 x 96 mm crop per axial tumour slice."""
+-> what the network sees, saved for inspection: the chain of every bundle
+(custom_transforms.pipeline) without the maps: resample to 1 x 1 x 5 mm, CT through the HU window
+250/30 -> [0, 1], a mask channel, one field of view per patient that holds the whole tumour,
+(2, H, W, S) = (ct, mask) x tumour slices."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ from __future__ import annotations
 def register(sub) -> None:
     from voxsurv.commands import deprecated_alias
 
-    p = sub.add_parser("preprocess", help="CT + mask -> preprocessed tumour slices (npz + csv [+ png])",
-                       description="Runs the paper's preprocessing on one patient (--image/--mask) or on every "
-                                   "patient of a manifest (--manifest; bad patients go to OUT/exclusions.csv).")
+    p = sub.add_parser("preprocess", help="CT + mask -> the network's tumour-slice stack (npz + csv [+ png])",
+                       description="Runs the bundles' preprocessing (without the maps) on one patient "
+                                   "(--image/--mask) or on every patient of a manifest (--manifest; bad patients "
+                                   "go to OUT/exclusions.csv).")
     p.add_argument("--image", help="CT volume (NIfTI/NRRD, HU)")
     p.add_argument("--mask", help="tumour mask on the CT grid")
     p.add_argument("--patient-id", help="patient id kept with every slice (default: image file name)")
@@ -21,13 +24,15 @@ def register(sub) -> None:
                    help="output voxel size in mm (default 1 1 5)")
     deprecated_alias(p, "--pixdim", "spacing", "--spacing", nargs=3, type=float, metavar=("X", "Y", "Z"))
     p.add_argument("--hu-window", type=float, nargs=2, default=(250.0, 30.0), metavar=("WIDTH", "LEVEL"),
-                   help="HU window (default 250 30 -> [-95, 155] HU)")
+                   help="HU window mapped to [0, 1] (default 250 30 -> [-95, 155] HU)")
     deprecated_alias(p, "--window", "hu_window", "--hu-window WIDTH LEVEL", nargs=2, type=float,
                      metavar=("WIDTH", "LEVEL"))
-    p.add_argument("--region", choices=("mask", "image"), default="mask", help="z-score statistics region")
-    p.add_argument("--min-area-mm2", type=float, default=0.0, help="smallest tumour area for a slice to count")
-    p.add_argument("--roi-size-mm", type=float, default=96.0, help="in-plane crop size in mm (default 96)")
-    p.add_argument("--png", action="store_true", help="also save a montage of the slices (image + contour)")
+    p.add_argument("--min-area-mm2", type=float, default=10.0, help="smallest tumour area for a slice to count [10]")
+    p.add_argument("--img-size", type=int, default=48, help="in-plane size of each slice, pixels [48]")
+    p.add_argument("--fov-margin", type=float, default=0.15,
+                   help="field-of-view margin per side, fraction of the largest tumour extent [0.15]")
+    p.add_argument("--min-fov-mm", type=float, default=20.0, help="smallest field of view, mm [20]")
+    p.add_argument("--png", action="store_true", help="also save a montage of the slices (CT + contour)")
     p.add_argument("--overwrite", action="store_true", help="replace the slices of an earlier run in --out")
     p.set_defaults(handler=run)
 
@@ -36,23 +41,31 @@ OUTPUTS = ("slices.npz", "slices.csv", "slices.png")
 
 
 def preprocess_patient(image, mask, patient_id: str | None = None, pixdim=(1.0, 1.0, 5.0), window=(250.0, 30.0),
-                       region: str = "mask", min_area_mm2: float = 0.0, roi_size_mm: float = 96.0) -> list[dict]:
-    """Checked image/mask files -> list of per-slice sample dicts (see TumourSlicesd)."""
+                       min_area_mm2: float = 10.0, img_size: int = 48, fov_margin: float = 0.15,
+                       min_fov_mm: float = 20.0) -> dict:
+    """Checked image/mask files -> ``{"image": (2, H, W, S) MetaTensor (ct, mask), "descriptors",
+    "patient_id"}`` from custom_transforms.pipeline (volume + stack stage, no maps). InputError
+    naming the patient for bad input."""
+    from voxsurv.errors import input_error_in
     from voxsurv.ingest.volumes import check_image_mask, to_metatensor
 
     img, msk = check_image_mask(image, mask, patient_id)  # before importing MONAI: bad input fails fast
     from monai.transforms import Compose
 
-    from custom_transforms import HUWindowZScored, ResampleToSpacingd, TumourSlicesd
+    from custom_transforms.pipeline import stack_preprocessing, volume_preprocessing
 
     sample = {"image": to_metatensor(img, image), "mask": to_metatensor(msk, mask),
               "patient_id": patient_id or _stem(image)}
-    pipeline = Compose([
-        ResampleToSpacingd(("image", "mask"), pixdim=pixdim),
-        HUWindowZScored("image", mask_key="mask", width=window[0], level=window[1], region=region),
-        TumourSlicesd("image", mask_key="mask", min_area_mm2=min_area_mm2, roi_size_mm=roi_size_mm),
-    ])
-    return pipeline(sample)
+    chain = Compose([volume_preprocessing(features=[], pixdim=pixdim, load=False),
+                     stack_preprocessing(features=[], img_size=img_size, min_area_mm2=min_area_mm2,
+                                         fov_margin=fov_margin, min_fov_mm=min_fov_mm, hu_window=window)])
+    try:
+        return chain(sample)
+    except Exception as exc:  # MONAI's Compose wraps our InputError in a RuntimeError
+        err = input_error_in(exc)
+        if err is None:
+            raise
+        raise err.with_patient(sample["patient_id"]) from None
 
 
 def _stem(path) -> str:
@@ -65,9 +78,10 @@ def _stem(path) -> str:
     return name
 
 
-def save_slices(slices: list[dict], out_dir, png: bool = False):
-    """``slices.npz`` (image float32 (S, C, H, W), mask uint8, slice_index, z_mm, tumour_area_mm2)
-    and ``slices.csv`` (one row per slice); optional ``slices.png`` montage. Returns the table."""
+def save_slices(sample: dict, out_dir, png: bool = False):
+    """``slices.npz`` (image float32 (C, H, W, S) as the network sees it, channel_names,
+    slice_index, crop_boxes, tumour_area_mm2, fov_mm, descriptors) and ``slices.csv`` (one row per
+    slice); optional ``slices.png`` montage. Returns the table."""
     from pathlib import Path
 
     import numpy as np
@@ -75,18 +89,22 @@ def save_slices(slices: list[dict], out_dir, png: bool = False):
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    image = np.stack([s["image"].numpy() for s in slices]).astype(np.float32)
-    mask = np.stack([s["mask"].numpy() for s in slices]).astype(np.uint8)
+    x = sample["image"]
+    image = x.numpy().astype(np.float32)
+    meta = x.meta
+    boxes = meta["crop_boxes"].numpy()
     table = pd.DataFrame({
-        "patient_id": [s["patient_id"] for s in slices],
-        "slice_index": [s["slice_index"] for s in slices],
-        "z_mm": [round(s["z_mm"], 3) for s in slices],
-        "tumour_area_mm2": [s["image"].meta["tumour_area_mm2"] for s in slices],
-        "crop_mean": image.mean(axis=(1, 2, 3)).round(4),
-        "crop_std": image.std(axis=(1, 2, 3)).round(4),
+        "patient_id": sample["patient_id"],
+        "slice_index": meta["slice_indices"].numpy(),
+        "tumour_area_mm2": meta["tumour_area_mm2"].numpy().round(1),
+        "crop_x0": boxes[:, 0], "crop_y0": boxes[:, 1], "crop_width_x": boxes[:, 2], "crop_width_y": boxes[:, 3],
+        "ct_mean": image[0].mean(axis=(0, 1)).round(4),
+        "mask_fraction": image[-1].mean(axis=(0, 1)).round(4),
     })
-    np.savez_compressed(out_dir / "slices.npz", image=image, mask=mask, slice_index=table["slice_index"].to_numpy(),
-                        z_mm=table["z_mm"].to_numpy(), tumour_area_mm2=table["tumour_area_mm2"].to_numpy())
+    np.savez_compressed(out_dir / "slices.npz", image=image, channel_names=np.array(meta["channel_names"]),
+                        slice_index=table["slice_index"].to_numpy(), crop_boxes=boxes,
+                        tumour_area_mm2=meta["tumour_area_mm2"].numpy(), fov_mm=float(meta["fov_mm"]),
+                        descriptors=sample["descriptors"].numpy())
     table.to_csv(out_dir / "slices.csv", index=False)
     if png:
         import matplotlib
@@ -94,16 +112,17 @@ def save_slices(slices: list[dict], out_dir, png: bool = False):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        n = len(slices)
+        n = image.shape[-1]
         cols = min(n, 8)
         rows = (n + cols - 1) // cols
         fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.7 * rows), squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
-        for ax, img, m, (_, r) in zip(axes.flat, image, mask, table.iterrows()):
-            ax.imshow(img[0].T, cmap="gray", origin="lower")  # (x, y) -> rows y, cols x
-            ax.contour(m[0].T, levels=[0.5], colors="r", linewidths=0.6, origin="lower")
-            ax.set_title(f"k={r.slice_index} z={r.z_mm:.0f}", fontsize=6)
+        for s, (ax, (_, r)) in enumerate(zip(axes.flat, table.iterrows())):
+            ax.imshow(image[0, :, :, s].T, cmap="gray", origin="lower", vmin=0.0, vmax=1.0)  # (x, y) -> rows y
+            ax.contour(image[-1, :, :, s].T, levels=[0.5], colors="r", linewidths=0.6, origin="lower")
+            ax.set_title(f"k={r.slice_index}", fontsize=6)
+        fig.suptitle(f"{sample['patient_id']}: field of view {float(meta['fov_mm']):.0f} mm", fontsize=7)
         fig.tight_layout()
         fig.savefig(out_dir / "slices.png", dpi=120)
         plt.close(fig)
@@ -113,6 +132,7 @@ def save_slices(slices: list[dict], out_dir, png: bool = False):
 def run(args) -> int:
     from pathlib import Path
 
+    import numpy as np
     import pandas as pd
 
     from voxsurv.commands import window_bounds
@@ -124,8 +144,8 @@ def run(args) -> int:
     if not args.out:
         raise UsageError("--out is required (the output folder)")
     window_bounds(args.hu_window)  # a width <= 0 is bad input, before any work
-    opts = dict(pixdim=tuple(args.spacing), window=tuple(args.hu_window), region=args.region,
-                min_area_mm2=args.min_area_mm2, roi_size_mm=args.roi_size_mm)
+    opts = dict(pixdim=tuple(args.spacing), window=tuple(args.hu_window), min_area_mm2=args.min_area_mm2,
+                img_size=args.img_size, fov_margin=args.fov_margin, min_fov_mm=args.min_fov_mm)
     out = check_output_folder(args.out)
     if args.manifest:
         if args.image or args.mask:
@@ -138,12 +158,12 @@ def run(args) -> int:
         excluded, total = [], 0
         for rec in progress_bar(df.to_dict("records"), total=len(df), desc="preprocess", unit="patient"):
             try:
-                slices = preprocess_patient(rec["image"], rec["mask"], rec["patient_id"], **opts)
+                sample = preprocess_patient(rec["image"], rec["mask"], rec["patient_id"], **opts)
             except InputError as err:
                 excluded.append({"patient_id": rec["patient_id"], "problem": err.problem, "message": str(err)})
                 continue
             with staged_outputs(out / patient_folder_name(rec["patient_id"])) as stage:
-                total += len(save_slices(slices, stage, png=args.png))
+                total += len(save_slices(sample, stage, png=args.png))
         write_csv_atomic(pd.DataFrame(excluded, columns=["patient_id", "problem", "message"]), out / "exclusions.csv")
         print(f"{len(df) - len(excluded)} patient(s), {total} slices -> {out}; "
               f"{len(excluded)} excluded -> {out / 'exclusions.csv'}")
@@ -153,14 +173,15 @@ def run(args) -> int:
     if not (args.image and args.mask):
         raise UsageError("give --image and --mask (or --manifest)")
     refuse_to_replace(out, OUTPUTS, args.overwrite)
-    slices = preprocess_patient(args.image, args.mask, args.patient_id, **opts)
+    sample = preprocess_patient(args.image, args.mask, args.patient_id, **opts)
     with staged_outputs(out) as stage:
-        table = save_slices(slices, stage, png=args.png)
-    s0 = slices[0]["image"]
-    print(f"patient {slices[0]['patient_id']}: {len(slices)} tumour slices of shape {tuple(s0.shape)} "
-          f"at {tuple(float(v) for v in args.spacing)} mm; z-score region {args.region}: mean "
-          f"{s0.meta['zscore_mean_hu']:.2f} HU, std {s0.meta['zscore_std_hu']:.2f} HU (after window "
-          f"{s0.meta['hu_window'][0]:g}..{s0.meta['hu_window'][1]:g})")
+        table = save_slices(sample, stage, png=args.png)
+    x = sample["image"]
+    log_ml, mean_hu = (float(v) for v in sample["descriptors"])
+    print(f"patient {sample['patient_id']}: {x.shape[-1]} tumour slices, network input {tuple(x.shape)} "
+          f"({', '.join(x.meta['channel_names'])} x slices) at {tuple(float(v) for v in args.spacing)} mm; "
+          f"field of view {float(x.meta['fov_mm']):g} mm, {int(x.meta['tumour_cut_slices'])} slices cut; "
+          f"tumour {np.exp(log_ml):.1f} ml, mean {mean_hu:.1f} HU")
     print(table.to_string(index=False))
     print(f"wrote {Path(out) / 'slices.npz'} and slices.csv" + (" and slices.png" if args.png else ""))
     return 0

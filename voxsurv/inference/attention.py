@@ -21,66 +21,78 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CAM_LAYER", "cam_layers", "slice_gradcam", "stack_to_volume", "resample_like", "attention_on_input_grid"]
+__all__ = ["CAM_LAYER", "slice_gradcam", "risk_and_slice_gradcam", "stack_to_volume", "resample_like",
+           "attention_on_input_grid"]
 
 #: the last spatially organised features of VisionMambaSurv (the Mamba blocks mix all tokens)
 CAM_LAYER = "stem.conv2"
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def cam_layers(network: nn.Module, layer: str = CAM_LAYER) -> list[nn.Module]:
-    """The Grad-CAM layer of a network, or of every member of a SurvivalEnsemble."""
-    members = getattr(network, "members", None)
-    nets = list(members) if isinstance(members, nn.ModuleList) else [network]
-    return [net.get_submodule(layer) for net in nets]
-
-
 def slice_gradcam(network: nn.Module, image: torch.Tensor, descriptors: torch.Tensor | None = None,
                   layer: str = CAM_LAYER) -> torch.Tensor:
     """Grad-CAM of the patient risk per slice: (C, H, W, S) stack -> (S, H, W), positive part, not
-    normalised. For an ensemble the members' maps are summed (each member's gradient already
-    carries its 1/n_members share of the mean risk).
+    normalised. See :func:`risk_and_slice_gradcam`."""
+    return risk_and_slice_gradcam(network, image, descriptors, layer)[1]
+
+
+def risk_and_slice_gradcam(network: nn.Module, image: torch.Tensor, descriptors: torch.Tensor | None = None,
+                           layer: str = CAM_LAYER) -> tuple[torch.Tensor, torch.Tensor]:
+    """The patient risk ((1,) tensor, as ``network(image[None], descriptors[None])[0]``) and its
+    Grad-CAM per slice ((S, H, W), positive part, not normalised), from one forward pass.
 
     Per member and slice: weights = spatial mean of d risk / d activation, map = ReLU(sum over
     channels of weights x activation), upsampled bilinearly to H x W -- MONAI's ``GradCAM`` on a
-    network whose batch is the S slices (tested against it).
+    network whose batch is the S slices (tested against it). For a SurvivalEnsemble the risk is
+    the members' mean, so member k's gradient is 1/n of its own: the maps are the members' own
+    maps summed and divided by n. Members run one after the other (forward, backward, free), so
+    memory holds one member's graph at a time.
     """
     if image.dim() != 4:
         raise ValueError(f"expected one patient's stack (C, H, W, S), got {tuple(image.shape)}")
+    members = getattr(network, "members", None)
+    nets = list(members) if isinstance(members, nn.ModuleList) else [network]
     x = torch.as_tensor(image).detach().float().clone()[None]
-    layers = cam_layers(network, layer)
-    acts: dict[int, torch.Tensor] = {}
-    grads: dict[int, torch.Tensor] = {}
-
-    def keep(i: int):
-        def hook(_module, _inputs, output):
-            acts[i] = output
-            output.register_hook(lambda g: grads.__setitem__(i, g))
-        return hook
-
-    handles = [m.register_forward_hook(keep(i)) for i, m in enumerate(layers)]
+    desc = None if descriptors is None else torch.as_tensor(descriptors).float().reshape(1, -1).to(x.device)
+    n_slices, size = image.shape[-1], tuple(image.shape[1:3])
     was_training = network.training
     network.eval()
+    risks, cam = [], None
+    try:
+        for net in nets:
+            risk, member_cam = _member_gradcam(net, x, desc, layer)
+            risks.append(risk)
+            cam = member_cam if cam is None else cam + member_cam
+    finally:
+        network.train(was_training)
+    if cam.shape[0] != n_slices:
+        raise ValueError(f"{layer} saw {cam.shape[0]} slices, the stack has {n_slices}")
+    cam = F.interpolate(cam / len(nets), size=size, mode="bilinear", align_corners=False)[:, 0]
+    risk = risks[0] if len(nets) == 1 and members is None else torch.stack(risks).mean(0)
+    return risk.reshape(-1)[:1], cam
+
+
+def _member_gradcam(net: nn.Module, x: torch.Tensor, descriptors: torch.Tensor | None, layer: str):
+    """(risk (1, 1) detached, ReLU(Grad-CAM) (S, 1, h, w) at the layer's resolution) of one network.
+
+    The gradient is taken with ``torch.autograd.grad`` w.r.t. the layer's output only: nothing
+    below the layer is differentiated and no parameter's ``.grad`` is touched."""
+    store: dict[str, torch.Tensor] = {}
+
+    def hook(_module, _inputs, output):
+        store["act"] = output
+
+    handle = net.get_submodule(layer).register_forward_hook(hook)
     try:
         with torch.enable_grad():
-            # an input that requires grad keeps the stem on the graph when it is frozen (fine-tuning)
-            x.requires_grad_(True)
-            desc = None if descriptors is None else torch.as_tensor(descriptors).float().reshape(1, -1).to(x.device)
-            risk = network(x, desc)
-            risk.reshape(-1)[0].backward()
+            # an input that requires grad keeps the layer on the graph when the stem is frozen (fine-tuning)
+            risk = net(x.clone().requires_grad_(True), descriptors)
+            (grad,) = torch.autograd.grad(risk.reshape(-1)[0], store["act"])
     finally:
-        for h in handles:
-            h.remove()
-        network.train(was_training)
-    n_slices, size = image.shape[-1], tuple(image.shape[1:3])
-    cam = torch.zeros((n_slices, 1, *acts[0].shape[-2:]))
-    for i in range(len(layers)):
-        a, g = acts[i].detach(), grads[i].detach()  # (S, channels, h, w): the batch of one patient's slices
-        if a.shape[0] != n_slices:
-            raise ValueError(f"{layer} saw {a.shape[0]} slices, the stack has {n_slices}")
-        weights = g.mean(dim=(2, 3), keepdim=True)
-        cam = cam + F.relu((weights * a).sum(dim=1, keepdim=True)).cpu()
-    return F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[:, 0]
+        handle.remove()
+    a, g = store["act"].detach(), grad.detach()  # (S, channels, h, w): one patient's slices
+    weights = g.mean(dim=(2, 3), keepdim=True)
+    return risk.detach(), F.relu((weights * a).sum(dim=1, keepdim=True)).cpu()
 
 
 def _meta_array(meta: Mapping, key: str) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The study's non-deep baselines: tumour volume, clinical Cox, whole-tumour radiomics Coxnet.
+"""The study's non-deep baselines: tumour volume (+ mean HU), clinical Cox, whole-tumour radiomics Coxnet.
 
 Each returns per-patient risks (higher = shorter survival) for its training patients and for the
 patients it is evaluated on; the study then evaluates every model the same way
@@ -15,50 +15,8 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-WINDOW_HU = (-95.0, 155.0)  # the maps' clip window (level 30, width 250)
 
-
-# ---- per-patient inputs ---------------------------------------------------------------------
-def tumour_volume_ml(image_path: str, mask_path: str, patient_id: str) -> float:
-    """Tumour volume on the original grid (mask voxels x voxel volume; 1 mm spacing is assumed by
-    the data), in ml. Raises InputError for an unusable mask (voxsurv.ingest checks)."""
-    import SimpleITK as sitk
-
-    from voxsurv.ingest.volumes import check_image_mask
-
-    _, mask = check_image_mask(image_path, mask_path, patient_id)
-    n = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
-    return n * float(np.prod(mask.GetSpacing())) / 1000.0
-
-
-def pyradiomics_whole_tumour(maps_file: str, bin_width: float = 25.0, classes=None) -> dict[str, float]:
-    """PyRadiomics whole-ROI features (all default classes incl. 3D shape, original image) on the
-    maps cache's preprocessed image: resampled to 1 x 1 x 5 mm, clipped to the maps' HU window,
-    bin width 25 HU: the same preprocessing as the voxel maps. `classes` limits the feature
-    classes (the smoke run uses first-order + shape only)."""
-    import SimpleITK as sitk
-    from radiomics import featureextractor
-
-    from voxelmaps.cohort import load_patient_maps
-
-    logging.getLogger("radiomics").setLevel(logging.ERROR)
-    d = load_patient_maps(maps_file)
-    spacing_xyz = tuple(float(s) for s in d["spacing_zyx_mm"][::-1])
-    img = sitk.GetImageFromArray(np.clip(d["image"].astype(np.float64), *WINDOW_HU))
-    msk = sitk.GetImageFromArray(d["mask"].astype(np.uint8))
-    for im in (img, msk):
-        im.SetSpacing(spacing_xyz)
-    ext = featureextractor.RadiomicsFeatureExtractor(binWidth=bin_width, label=1, additionalInfo=False)
-    if classes is None:
-        ext.enableAllFeatures()
-    else:
-        ext.disableAllFeatures()
-        for c in classes:
-            ext.enableFeatureClassByName(c)
-    out = ext.execute(img, msk)
-    return {k.replace("original_", ""): float(v) for k, v in out.items() if k.startswith("original_")}
-
-
+# ---- designs ----------------------------------------------------------------------------------
 def clinical_design(df: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     """Clinical covariates as a numeric design: age (missing -> reference median), T and N stage
     (ordinal; T5 counted as T4), histology squamous / other vs adenocarcinoma (the target
@@ -72,6 +30,11 @@ def clinical_design(df: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
         "histology_squamous": (hist == "squamous").to_numpy(float),
         "histology_other": (~hist.isin(["adenocarcinoma", "squamous"])).to_numpy(float),
     }, index=df.index)
+
+
+def descriptor_design(df: pd.DataFrame, columns=("log_volume_ml", "mean_hu")) -> pd.DataFrame:
+    """Tumour descriptors (measured by the preprocessing chain on the resampled grid) as a design."""
+    return pd.DataFrame({c: df[c].to_numpy(float) for c in columns}, index=df.index)
 
 
 # ---- models -----------------------------------------------------------------------------------
@@ -134,3 +97,15 @@ def fit_coxnet(x: np.ndarray, time, event, alpha: float, l1_ratio: float = 0.5):
     model.fit(x, _surv_y(time, event))
     nonzero = int(np.count_nonzero(model.named_steps["coxnetsurvivalanalysis"].coef_))
     return (lambda z: np.asarray(model.predict(z), float)), nonzero
+
+
+def out_of_fold_linear_cox(x: pd.DataFrame, time, event, folds, penalizer: float = 0.0) -> np.ndarray:
+    """Out-of-fold risks of `fit_linear_cox`: fold k's patients scored by the model fitted on the
+    other folds (the same source folds as the deep runs, so the two are paired)."""
+    time, event, folds = np.asarray(time, float), np.asarray(event, int), np.asarray(folds)
+    risk = np.full(len(x), np.nan)
+    for k in np.unique(folds):
+        tr, va = folds != k, folds == k
+        fit, _ = fit_linear_cox(x[tr].reset_index(drop=True), time[tr], event[tr], penalizer=penalizer)
+        risk[va] = fit(x[va].reset_index(drop=True))
+    return risk

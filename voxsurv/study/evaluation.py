@@ -48,3 +48,43 @@ def results_row(model: str, description: str, train_pred: pd.DataFrame, test_pre
         "test_patients_sha": patients_sha(test_pred["patient_id"]),
         **(extra or {}),
     }
+
+
+def spearman_with_volume(pred: pd.DataFrame, descriptors: pd.DataFrame, column: str = "risk") -> float:
+    """Spearman rho between a row's test `column` and tumour volume (log_volume_ml of the
+    preprocessing chain; rank-based, so log or not is the same). Issue 11's check that a deep
+    model learns more than size: the shipped models had 0.69-0.73."""
+    from scipy.stats import spearmanr
+
+    m = pred[["patient_id", column]].merge(descriptors[["patient_id", "log_volume_ml"]], on="patient_id")
+    if len(m) != len(pred):
+        raise ValueError(f"{len(pred) - len(m)} predicted patients have no descriptors")
+    return float(spearmanr(m[column], m["log_volume_ml"]).statistic)
+
+
+class RowWriter:
+    """Evaluates every row the same way and keeps its per-patient predictions beside results.json
+    (predictions/<row>_train.csv and <row>_test.csv): a test checks each row's patients."""
+
+    def __init__(self, out_dir, test_rows: pd.DataFrame, n_resamples: int, seed: int, device: str = "cpu") -> None:
+        from pathlib import Path
+
+        self.folder = Path(out_dir) / "predictions"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.test_rows, self.n_resamples, self.seed, self.device = test_rows, n_resamples, seed, device
+
+    def __call__(self, key: str, description: str, train_pred: pd.DataFrame, test_pred: pd.DataFrame,
+                 trained_on: list[str], wall_s: float, extra: dict | None = None) -> dict:
+        want = set(self.test_rows.patient_id.astype(str))
+        got = set(test_pred.patient_id.astype(str))
+        if got != want:
+            raise RuntimeError(f"row {key}: test predictions cover {len(got & want)} of {len(want)} test patients"
+                               f" (missing {sorted(want - got)[:5]}, extra {sorted(got - want)[:5]})")
+        keep = [c for c in test_pred.columns if c in ("patient_id", "risk", "image_risk", "anchor_offset",
+                                                      "time_days", "event")]
+        train_pred[[c for c in keep if c in train_pred]].assign(split="train").to_csv(
+            self.folder / f"{key}_train.csv", index=False)
+        test_pred[keep].assign(split="test").to_csv(self.folder / f"{key}_test.csv", index=False)
+        return results_row(key, description, train_pred[["patient_id", "risk", "time_days", "event"]],
+                           test_pred[["patient_id", "risk", "time_days", "event"]], trained_on, wall_s, self.device,
+                           n_resamples=self.n_resamples, seed=self.seed, extra=extra)

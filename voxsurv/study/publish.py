@@ -1,20 +1,23 @@
-"""Publish the real study's trained models into the bundles (issue 8, part 3).
+"""Publish the real study's ensembles into the bundles (issue 11): what ships is what the study
+measured, nothing retrained.
 
-    python -m voxsurv.study.publish --run runs/real_study/full [--manifest ../shared/data/lung_crops/manifest.csv]
+    python -m voxsurv.study.publish --run runs/real_study/v2 [--manifest ../shared/data/lung_crops/manifest.csv]
 
-* ``bundles/pretrain/models/model.pt``: row (d), pre-trained on Lung1 (``pretrained_maps.pt``).
-* ``bundles/finetune/models/model.pt``: row (e), (d) fine-tuned on the 20 Radiogenomics fine-tune
-  patients with the stem + first 2 blocks frozen (``finetuned_maps.pt``).
-* Beside each: ``model_info.json`` (selected maps under ``features`` -- so the file doubles as the
-  bundles' ``selected_maps_file`` --, VisionMambaSurv settings, preprocessing, weights sha256,
-  provenance) and ``map_statistics.json`` (MapStatistics fitted on the Lung1 source cohort: both
-  rows were trained with these).
-* ``bundles/inference/models``: (e) packaged by ``voxsurv.inference.packaging.package``; the Breslow
-  baseline and risk-tier cut-offs come from the TRAINING patients of (e)'s fine-tuning (the 20
-  fine-tune patients), recomputed through the inference pipeline when ``--manifest`` is given.
-* ``performance`` / ``data_source`` of each bundle's metadata.json from ``docs/results/real_study.json``.
+* ``bundles/pretrain/models/model.pt``: row (d), the chosen candidate's SurvivalEnsemble of the
+  5 folds x 3 seeds source members at the chosen epoch (one state dict).
+* ``bundles/finetune/models/model.pt``: row (e), that ensemble fine-tuned on the 20 Radiogenomics
+  fine-tune patients (paper mode).
+* Beside each: ``map_statistics.json`` (MapStatistics of the shipped maps, fitted label-free on
+  the Lung1 source cohort: what every study run used) and ``model_info.json`` (maps under
+  ``features`` -- the bundles' ``selected_maps_file`` --, network kwargs, members, preprocessing,
+  weights sha256, provenance).
+* ``bundles/inference/models``: (e)'s fine-tuning output packaged by
+  ``voxsurv.inference.packaging.package_training_output`` (Breslow baseline, tiers and training
+  risk range from its 20 fine-tune patients, recomputed through the inference pipeline).
+* ``performance`` / ``data_source`` of each bundle's metadata.json from the published results.
 
-Weights are stored as plain CPU state dicts (``torch.load(..., weights_only=True)``).
+Refuses anything but a complete, non-smoke run whose results.json equals
+``docs/results/real_study.json`` (publish the docs first: ``python -m voxsurv.study.report``).
 """
 
 from __future__ import annotations
@@ -22,18 +25,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
 from pathlib import Path
 
 import torch
 
+from voxsurv.errors import InputError
+
 log = logging.getLogger(__name__)
 
-MODEL_INFO = "model_info.json"
-MAP_STATISTICS = "map_statistics.json"
-STUDY_COMMAND = ("python scripts/run_real_study.py --data ../shared/data/lung_crops --out runs/real_study/full "
-                 "--maps-cache runs/real_study/maps_cache --source-cv (seed 0, 2 shared CPU cores)")
+MODEL_INFO, MAP_STATISTICS = "model_info.json", "map_statistics.json"
+INFO_FORMAT = "voxsurv-model-info/2"
 LICENCES = {
     "lung1": "NSCLC-Radiomics (Aerts et al., Nat Commun 2014; TCIA DOI 10.7937/K9/TCIA.2015.PF0M9REI): "
              "CC BY-NC 3.0 -- non-commercial research use only",
@@ -43,57 +45,86 @@ LICENCES = {
 }
 USE = ("Research use only (the training data's CC BY-NC licence: no commercial use). Not for clinical use; "
        "risks are relative within a cohort.")
+PREPROCESSING_KEYS = ("pixdim", "img_size", "min_area_mm2", "fov_margin", "min_fov_mm", "hu_window")
 
 
 def _repo() -> Path:
-    from voxsurv.training.runner import repo_root
-
-    return Path(repo_root())
+    return Path(__file__).resolve().parents[2]
 
 
-def model_info(state: dict, features: list[str], settings: dict, provenance: dict) -> dict:
+def _results(run: Path, repo: Path, allow_smoke: bool = False) -> dict:
+    path = run / "results.json"
+    if not path.is_file():
+        raise InputError("no results.json in the run folder", path=str(path), fix="pass the study's --out folder")
+    res = json.loads(path.read_text())
+    if res.get("format") != "voxsurv-study-results/2" or (res.get("smoke") and not allow_smoke) \
+            or res.get("status") != "complete":
+        raise InputError("not a complete, non-smoke issue-11 study run", path=str(path),
+                         fix="run scripts/run_real_study.py to the end without --smoke")
+    docs = repo / "docs/results/real_study.json"
+    if not docs.is_file() or json.loads(docs.read_text()) != res:
+        raise InputError("docs/results/real_study.json is not this run's results", path=str(docs),
+                         fix=f"python -m voxsurv.study.report {path} docs/results/real_study.json "
+                             "docs/results/real_study.md")
+    return res
+
+
+def _run_settings(row: dict) -> dict:
+    """run_settings.json of the row's first pre-training run (the bundle's record of its inputs)."""
+    first = row["bundle_runs"]["pretrain"][0]
+    return json.loads((Path(first["overrides"]["output_dir"]) / "run_settings.json").read_text())
+
+
+def model_info(state: dict, features: list[str], row: dict, settings: dict, provenance: dict) -> dict:
     """What a bundle needs to rebuild and feed the shipped network."""
-    from voxsurv.inference.packaging import network_size
+    from voxsurv.inference.packaging import as_ensemble
 
-    net = network_size(state)
-    return {"format": "voxsurv-model-info/1", "features": list(features),
-            "network": {"in_channels": int(state["stem.conv1.conv.weight"].shape[1]), **net},
-            "preprocessing": {"pixdim": [1.0, 1.0, 5.0], "roi_size_mm": float(settings["roi_size_mm"]),
-                              "img_size": int(settings["img_size"]), "min_area_mm2": float(settings["min_area_mm2"]),
-                              "hu_window": {"width": 250.0, "level": 30.0}, "ct_zscore_region": "mask",
-                              "maps_backend": "torch", "aggregation": "mean of slice risks"},
-            "map_statistics_file": MAP_STATISTICS, "provenance": provenance}
+    net, kwargs = as_ensemble(state)
+    return {"format": INFO_FORMAT, "features": list(features),
+            "channels": ["ct", *features, "mask"], "network": kwargs, "n_members": int(net.n_members),
+            "preprocessing": {k: settings[k] for k in PREPROCESSING_KEYS if k in settings},
+            "map_statistics_file": MAP_STATISTICS, "provenance": provenance, "study_row": row["model"]}
 
 
-def _save_state(src: Path, dst: Path) -> dict:
-    state = torch.load(src, map_location="cpu", weights_only=True)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, dst)
-    return state
+def _ship(models: Path, weights: Path, stats, features: list[str], row: dict, settings: dict, provenance: dict) -> dict:
+    from voxsurv.inference.bundle_info import sha256_file
+
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    models.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, models / "model.pt")
+    (stats.select(features) if features else stats).save(models / MAP_STATISTICS)
+    info = model_info(state, features, row, settings, {**provenance, "weights_sha256": sha256_file(models / "model.pt"),
+                                                       "run_file": str(weights)})
+    (models / MODEL_INFO).write_text(json.dumps(info, indent=1) + "\n")
+    return info
 
 
-def _performance(study: dict, key: str) -> dict:
-    r = study["rows"][key]
+def _performance(res: dict, key: str, command: str) -> dict:
+    r = res["rows"][key]
     perf = {"c_index": round(r["c_index"], 3), "ci95": [round(c, 3) for c in r["ci95"]],
             "td_auc": {k: (None if v is None else round(v, 3)) for k, v in r["td_auc"].items()},
-            "hazard_ratio_median_split": round(r["hr"], 2), "logrank_p": round(r["logrank_p"], 4),
+            "hazard_ratio_median_split": None if r["hr"] is None else round(r["hr"], 2),
+            "logrank_p": None if r["logrank_p"] is None else round(r["logrank_p"], 4),
             "patients": r["n_test"], "events": r["events_test"], "trained_on": r["trained_on"],
-            "n_train": r["n_train"], "events_train": r["events_train"],
-            "description": r["description"], "command": STUDY_COMMAND,
-            "source": "docs/results/real_study.json (rows." + key + ")", "date": study["date"]}
+            "spearman_test_risk_volume": round(r["spearman_test_risk_volume"], 3),
+            "description": r["description"], "command": command,
+            "source": f"docs/results/real_study.json (rows.{key})", "date": res["date"]}
+    if isinstance(r.get("source_oof_c"), dict):
+        o = r["source_oof_c"]
+        perf["source_pooled_oof_c"] = {"mean": round(o["mean"], 3), "sd": round(o["sd"], 3), "seeds": o["n_seeds"],
+                                       "epoch": o["epoch"]}
     return perf
 
 
-def _set_metadata(bundle: Path, real: dict, data_source: str, changelog: str, version: str = "0.2.0",
+def _set_metadata(bundle: Path, real: dict, data_source: str, changelog: str, version: str,
                   info: dict | None = None) -> None:
     meta_file = bundle / "configs" / "metadata.json"
     meta = json.loads(meta_file.read_text())
     if info is not None:  # network_data_format = the shipped network (verify_net_in_out reads it)
         image = meta["network_data_format"]["inputs"]["image"]
         image["num_channels"] = info["network"]["in_channels"]
-        image["spatial_shape"] = [info["network"]["img_size"]] * 2
-        image["channel_def"] = {str(i): n for i, n in enumerate(["CT", *info["features"]])}
-    perf = meta.get("performance", {})
+        image["channel_def"] = {str(i): n for i, n in enumerate(info["channels"])}
+    perf = {k: v for k, v in meta.get("performance", {}).items() if not k.startswith("real_")}
     perf.pop("note", None)
     meta["performance"] = {**real, **perf,
                            "note": "real_* entries: the shipped weights (models/model.pt) on real public data "
@@ -103,87 +134,65 @@ def _set_metadata(bundle: Path, real: dict, data_source: str, changelog: str, ve
     meta["data_licence"] = dict(LICENCES)
     meta["intended_use"] = USE
     meta["version"] = version
-    meta.setdefault("changelog", {})
-    meta["changelog"] = {version: changelog, **{k: v for k, v in meta["changelog"].items() if k != version}}
+    meta["changelog"] = {version: changelog, **{k: v for k, v in meta.get("changelog", {}).items() if k != version}}
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def publish(run: str | Path, repo: str | Path | None = None, manifest: str | Path | None = None) -> dict:
-    """Copy (d) and (e) + their statistics into the bundles and package (e) for inference."""
+def publish(run: str | Path, repo: str | Path | None = None, manifest: str | Path | None = None,
+            version: str = "0.3.0", allow_smoke: bool = False) -> dict:
+    """Copy (d) and (e) + their statistics into the bundles and package (e) for inference.
+    `allow_smoke` (tests only) accepts a smoke run, published into a copy of the repository."""
     from voxelmaps.normalise import MapStatistics
-    from voxsurv.inference.bundle_info import sha256_file
-    from voxsurv.inference.packaging import package
+    from voxsurv.inference.packaging import package_training_output
 
     run, repo = Path(run), Path(repo) if repo else _repo()
-    study = json.loads((repo / "docs/results/real_study.json").read_text())
-    if study.get("smoke") or study.get("status") != "complete":
-        raise RuntimeError("docs/results/real_study.json is not a complete full run")
-    features = list(study["selected_maps"]["selected"] if isinstance(study["selected_maps"], dict)
-                    else study["selected_maps"])
-    stats_file = run / "map_statistics_source.json"
-    stats = MapStatistics.load(stats_file)
-    if list(stats.names) != features:
-        raise RuntimeError(f"{stats_file} maps {stats.names} != the study's selected maps {features}")
-    s = study["settings"]
-    common = {"study_date": study["date"], "study_seed": s["seed"], "study_command": STUDY_COMMAND,
-              "map_statistics": "fitted on the Lung1 source cohort (map_statistics_source.json of the run)",
+    res = _results(run, repo, allow_smoke)
+    features = list(res["screening"]["selected"])
+    stats = MapStatistics.load(res["map_statistics"]["file"])
+    command = (f"python scripts/run_real_study.py --data ../shared/data/lung_crops --out {run} "
+               f"(protocol {res['protocol']['file']}, seed {res['settings']['seed']})")
+    d, e = res["rows"]["d"], res["rows"]["e"]
+    common = {"study_date": res["date"], "study_command": command, "chosen_candidate": res["selection"]["chosen"],
+              "map_statistics": "fitted label-free on the Lung1 source cohort (every study run used them)",
               "licence": LICENCES, "intended_use": USE}
     out = {}
-    for bundle, src, key, how in (
-            ("pretrain", "pretrained_maps.pt", "d",
-             f"pre-trained on Lung1 (fold 0 of 5 held out to pick the epoch; {s['pretrain_epochs']} epochs, "
-             f"AdamW lr {s['pretrain_lr']}, batch {s['batch_size']})"),
-            ("finetune", "finetuned_maps.pt", "e",
-             f"the pre-trained model (d) fine-tuned on the 20 Radiogenomics fine-tune patients "
-             f"(stem + first {s['frozen_blocks']} blocks frozen; {s['finetune_epochs']} epochs, AdamW lr {s['finetune_lr']})")):
-        models = repo / "bundles" / bundle / "models"
-        state = _save_state(run / src, models / "model.pt")
-        shutil.copyfile(stats_file, models / MAP_STATISTICS)
-        info = model_info(state, features, s, {**common, "study_row": key, "how": how, "run_file": src,
-                                                "weights_sha256": sha256_file(models / "model.pt")})
-        (models / MODEL_INFO).write_text(json.dumps(info, indent=1) + "\n")
-        out[bundle] = info
-    # inference bundle: (e), baseline + tiers from (e)'s fine-tune (training) patients
-    e_train = repo / "docs/results/real_study_predictions/e_train.csv"
-    info_path = package(run, repo / "bundles/inference", checkpoint=repo / "bundles/finetune/models/model.pt",
-                        predictions=e_train, map_statistics=stats_file,
-                        preprocessing={"roi_size_mm": float(s["roi_size_mm"]), "min_area_mm2": float(s["min_area_mm2"])},
-                        version="0.2.0", manifest=manifest)
-    inf = json.loads(info_path.read_text())
-    inf["provenance"].update({"study_row": "e", "baseline_and_tiers_from": "the 20 Radiogenomics fine-tune (training) "
-                              "patients of (e) (not the source cohort, not the test split)", **common})
-    info_path.write_text(json.dumps(inf, indent=1) + "\n")
-    d, e = _performance(study, "d"), _performance(study, "e")
-    cv = study.get("source_cv_pretrained_d") or {}
-    if cv:
-        d["source_5fold_cv_c"] = {"mean_selected_epoch": round(cv["mean_c_selected_epoch"], 3),
-                                  "mean_last_epoch": round(cv["mean_c_last_epoch"], 3), "note": cv.get("note")}
-    src_txt = ("Shipped weights (models/model.pt): trained on real data -- " + LICENCES["lung1"] + "; ")
-    _set_metadata(repo / "bundles/pretrain", {"real_radiogenomics_test_d": d},
-                  src_txt + "reported on the Radiogenomics test split (79 patients). The train.yaml default "
-                  "trains on the synthetic demo cohort (source) instead.",
-                  "ships the real-data pre-trained model (study row d, Lung1) in models/", info=out["pretrain"])
-    _set_metadata(repo / "bundles/finetune", {"real_radiogenomics_test_e": e, "real_radiogenomics_test_d_pretrained_only": d},
+    out["pretrain"] = _ship(repo / "bundles/pretrain/models", Path(d["ensemble"]["file"]), stats, features, d,
+                            _run_settings(d), {**common, "how": d["description"], "ensemble": d["ensemble"]})
+    e_dir = Path(e["bundle_runs"]["scoring"]["overrides"]["output_dir"])
+    out["finetune"] = _ship(repo / "bundles/finetune/models", e_dir / "models" / "model.pt", stats, features, e,
+                            _run_settings(e), {**common, "how": e["description"], "pretrained_ensemble": e["ensemble"]})
+    info_path = package_training_output(e_dir, repo / "bundles/inference", manifest=manifest, version=version,
+                                        provenance={"study_row": "e", **common,
+                                                    "baseline_and_tiers_from": "the 20 Radiogenomics fine-tune (training) "
+                                                    "patients of (e) (not the source cohort, not the test split)"})
+    src_txt = "Shipped weights (models/model.pt): trained on real data -- " + LICENCES["lung1"] + "; "
+    _set_metadata(repo / "bundles/pretrain", {"real_radiogenomics_test_d": _performance(res, "d", command)},
+                  src_txt + "reported on the Radiogenomics test split. The train.yaml default trains on the synthetic "
+                  "demo cohort instead.", f"ships the study's source ensemble (row d, {d['ensemble']['n_members']} "
+                  "members)", version, out["pretrain"])
+    _set_metadata(repo / "bundles/finetune", {"real_radiogenomics_test_e": _performance(res, "e", command),
+                                              "real_radiogenomics_test_d_pretrained_only": _performance(res, "d", command)},
                   src_txt + LICENCES["radiogenomics"] + ". The train.yaml default trains on the synthetic demo cohort.",
-                  "ships the real-data fine-tuned model (study row e) in models/; "
-                  "by default the main command fine-tunes the shipped pre-trained weights", info=out["finetune"])
-    _set_metadata(repo / "bundles/inference", {"real_radiogenomics_test_e": e},
+                  "ships the study's fine-tuned ensemble (row e)", version, out["finetune"])
+    _set_metadata(repo / "bundles/inference", {"real_radiogenomics_test_e": _performance(res, "e", command)},
                   "Default weights: study row (e), " + LICENCES["lung1"] + "; fine-tuned on " + LICENCES["radiogenomics"]
                   + ". Inputs: any CT (HU) + tumour mask as NIfTI/NRRD, or a DICOM CT series + RTSTRUCT.",
-                  "default weights = the real study's fine-tuned model (e); baseline + tiers from its 20 fine-tune patients")
+                  "default weights = the study's fine-tuned ensemble (e); baseline + tiers from its 20 fine-tune patients",
+                  version)
+    out["inference"] = json.loads(Path(info_path).read_text())
     return out
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m voxsurv.study.publish", description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", required=True, help="the study's output folder (runs/real_study/full)")
-    p.add_argument("--manifest", help="lung_crops manifest: recompute the fine-tune patients' risks through the "
-                                      "inference pipeline for the Breslow baseline and tiers")
+    p.add_argument("--run", required=True, help="the study's output folder (--out of scripts/run_real_study.py)")
+    p.add_argument("--manifest", help="manifest of the fine-tune patients' images (default: the run's own)")
+    p.add_argument("--version", default="0.3.0")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    out = publish(args.run, manifest=args.manifest)
-    for k, v in out.items():
-        print(f"{k}: {v['network']} {len(v['features'])} maps")
+    out = publish(args.run, manifest=args.manifest, version=args.version)
+    for k in ("pretrain", "finetune"):
+        print(f"{k}: {out[k]['n_members']} members, {len(out[k]['features'])} maps, {out[k]['network']}")
     return 0
 
 

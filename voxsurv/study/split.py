@@ -22,21 +22,20 @@ SPLIT_COLUMNS = ("patient_id", "cohort", "role")
 def mask_problem(image_path: str, mask_path: str, patient_id: str,
                  spacing_xyz=(1.0, 1.0, 5.0)) -> str | None:
     """Why this patient cannot enter the study (unreadable/empty mask, or empty once resampled to
-    `spacing_xyz`), or None. Uses the foundation's volume checks and the maps cache's resampling."""
-    import SimpleITK as sitk
-
-    from voxelmaps.cohort import resample_to_spacing
+    `spacing_xyz` by the bundles' own chain, custom_transforms.pipeline.volume_preprocessing), or None."""
+    from custom_transforms.pipeline import volume_preprocessing
+    from voxsurv.errors import input_error_in
     from voxsurv.ingest.volumes import check_image_mask
 
     try:
-        image, mask = check_image_mask(image_path, mask_path, patient_id)
-    except InputError as exc:
-        return str(exc)
-    if spacing_xyz is not None:
-        _, mask = resample_to_spacing(image, mask, spacing_xyz)
-        if not np.any(sitk.GetArrayViewFromImage(mask) > 0):
-            return (f"patient {patient_id}: mask is empty after resampling to {tuple(spacing_xyz)} mm "
-                    f"({mask_path}). Fix: none at this spacing; excluded")
+        check_image_mask(image_path, mask_path, patient_id)
+        volume_preprocessing([], pixdim=tuple(spacing_xyz))({"image": image_path, "mask": mask_path,
+                                                           "patient_id": patient_id})
+    except Exception as exc:  # noqa: BLE001 - MONAI wraps the InputError; anything else is raised
+        err = input_error_in(exc)
+        if err is None:
+            raise
+        return str(err.with_patient(patient_id))
     return None
 
 

@@ -3,7 +3,8 @@
 Modes (fixed a priori, both reported by the study; never chosen on the test split):
 - "paper": the stem (convolutions + patch embedding, class token/position embedding) and the first
   depth/2 Mamba blocks are frozen, the later blocks, pooling and head learn (the paper's recipe);
-- "head": everything but the risk head is frozen (a recalibration of the pre-trained features);
+- "head": only the final linear risk layer (`head.fc`) learns: a recalibration of the pre-trained
+  features (stem, blocks, norm and slice pooling all frozen);
 - "none": everything learns.
 Freezing happens before any DDP wrapping, so DDP registers only the trainable parameters. Nothing
 is written onto the network object: the functions return what they froze.
@@ -20,8 +21,8 @@ logger = logging.getLogger(__name__)
 FINETUNE_MODES = ("paper", "head", "none")
 
 
-def _head_parameter(name: str) -> bool:
-    return name.startswith("head.") or ".head." in name
+def _risk_layer_parameter(name: str) -> bool:
+    return name.startswith("head.fc.") or ".head.fc." in name
 
 
 def frozen_module_names(network) -> list[str]:
@@ -54,7 +55,7 @@ def freeze_for_finetuning(network, mode: str = "paper") -> list[str]:
     else:
         module.freeze(stem=False, blocks=0)
         for name, p in module.named_parameters():
-            p.requires_grad_(_head_parameter(name))
+            p.requires_grad_(_risk_layer_parameter(name))
         module.train(module.training)  # BatchNorms whose parameters are all frozen stay in eval
     return frozen_module_names(module)
 

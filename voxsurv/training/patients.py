@@ -135,7 +135,7 @@ class SurvivalPatients:
                  test_split: str | None = None, fold: int | None = 0, n_folds: int = 5, seed: int = 0,
                  finetune_fraction: float = 0.2, map_statistics: str | None = None,
                  features: list[str] | None = None, min_events: int = 1, workers: int = 2,
-                 cache_volumes: bool = True, statistics_dirs: list[str] | None = None) -> None:
+                 cache_volumes: bool = False, statistics_dirs: list[str] | None = None) -> None:
         from voxsurv.manifest import load_manifest
 
         self.manifest_path = Path(manifest)
@@ -224,8 +224,8 @@ class SurvivalPatients:
         from monai.data import Dataset, PersistentDataset
 
         items = self._volume_items(rows)
-        if self.cache_volumes:
-            return PersistentDataset(items, transform=self.volume_preprocessing,
+        if self.cache_volumes:  # MetaTensors kept (geometry is needed downstream): our own files, unpickled
+            return PersistentDataset(items, transform=self.volume_preprocessing, track_meta=True, weights_only=False,
                                      cache_dir=self.cache_dir / f"volumes-{self._volume_key()}")
         return Dataset(items, transform=self.volume_preprocessing)
 
