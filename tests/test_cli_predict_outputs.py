@@ -158,7 +158,7 @@ def test_interrupted_manifest_run_keeps_finished_patients_and_resumes(bundle, pa
 
     monkeypatch.setattr(RiskPredictor, "infer", infer_then_stop)
     rc, err = _predict(bundle, "--manifest", man, "--out", out, "--workers", 0, capsys=capsys)
-    assert rc == 130 and "run the same command again to resume" in err
+    assert rc == 130 and "resume when the same command runs again" in err
     pred = pd.read_csv(out / "predictions.csv")
     assert list(pred.patient_id) == ["p1", "p2"]  # written after each patient, not at the end
     assert sorted(p.name for p in out.iterdir()) == ["exclusions.csv", "p1", "p2", "predictions.csv",

@@ -97,8 +97,8 @@ def run_handler(args, parser: argparse.ArgumentParser) -> int:
         sub.error(str(err))  # prints usage, exits 2
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("\ninterrupted: finished patients are kept; run the same command again to resume",
-              file=sys.stderr)
+        print("\ninterrupted (Ctrl-C): nothing half-written is left; cohort commands keep their finished patients "
+              "and resume when the same command runs again", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the contract: bad input -> 1, anything else -> 3
         err = input_error_in(exc)
