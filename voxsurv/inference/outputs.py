@@ -222,7 +222,8 @@ class PredictionFolder:
             ids = ", ".join(p.patient_id for p in conflicts[:5]) + (", ..." if len(conflicts) > 5 else "")
             raise InputError(f"{len(conflicts)} patient(s) already have results in --out from other input files or "
                              f"settings ({ids})", path=str(out),
-                             fix="pass --overwrite to replace them, or choose another --out")
+                             fix="if these are other patients, give them their own ids (--patient-id); to "
+                                 "replace the earlier results pass --overwrite; or choose another --out")
 
     # ---- writing ----
     def start(self) -> None:
