@@ -85,7 +85,9 @@ def volume_preprocessing(features: str | Sequence[str] | None = None, pixdim: Se
         load: read files with LoadImaged + EnsureChannelFirstd; False = the keys already hold
             channel-first (1, x, y, z) MetaTensors in HU.
         maps_settings: voxelmaps.MapSettings (default: the paper's; it keys the cache).
-        maps_device: torch device of the maps engine ("cpu", "cuda"); values do not depend on it.
+        maps_device: torch device of the maps engine ("cpu", "cuda"). It is not part of the cache
+            key: float64 CPU and CUDA maps are meant to agree to rounding, which is unmeasured
+            here (no GPU; scripts/device_check_maps.sh checks it).
     """
     keys = [image_key, mask_key]
     transforms = []

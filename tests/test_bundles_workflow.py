@@ -99,6 +99,11 @@ def test_main_job_pretrains_finetunes_and_prints_test_c_index(main_run, cohort):
     settings = json.loads((cohort / "finetune" / "run_settings.json").read_text())
     assert settings["features"] == TINY["features"] and settings["finetune_mode"] == "paper"
     assert settings["network"]["in_channels"] == 2 + len(TINY["features"])
+    # the whole config as run: files merged, macros expanded, overrides applied
+    config = json.loads((cohort / "finetune" / "config_resolved.json").read_text())
+    assert config["features"] == TINY["features"] and config["max_epochs"] == 2 and config["cohort"] == "target"
+    assert isinstance(config["train"], dict) and config["train"]["trainer"]["_target_"] == "SupervisedTrainer"
+    assert json.loads((pretrain / "config_resolved.json").read_text())["max_epochs"] == 2  # pretrain_epochs
 
 
 def test_empty_mask_patient_is_excluded_and_logged(main_run, cohort):

@@ -77,3 +77,19 @@ def test_cli_writes_cohort(tmp_path):
                           "--n-source", "4", "--n-target", "5"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert len(pd.read_csv(tmp_path / "manifest.csv")) == 9
+
+
+def test_first_use_writes_the_demo_only_into_an_empty_folder(tmp_path):
+    """The bundles write the demo cohort on first use, but never next to somebody's data."""
+    from voxsurv.errors import InputError
+    from voxsurv.training.demo import ensure_demo_cohort
+
+    folder = tmp_path / "demo_data"
+    path = ensure_demo_cohort(str(folder), str(folder / "manifest.csv"), n_source=2, n_target=2)
+    assert pd.read_csv(path).shape[0] == 4
+    assert ensure_demo_cohort(str(folder), str(folder / "manifest.csv")) == str(folder / "manifest.csv")  # kept
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "scan.nii.gz").write_bytes(b"")
+    with pytest.raises(InputError, match="not empty"):
+        ensure_demo_cohort(str(tmp_path / "theirs"), str(tmp_path / "theirs" / "manifest.csv"))
+    assert sorted(p.name for p in (tmp_path / "theirs").iterdir()) == ["scan.nii.gz"]

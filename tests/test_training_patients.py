@@ -160,3 +160,30 @@ def test_roles_cross_validation_fold_and_drawn_split(manifest, tmp_path):
     m.to_csv(tmp_path / "censored.csv", index=False)
     with pytest.raises(InputError, match="has 0 events"):
         _data(tmp_path / "censored.csv", tmp_path)
+
+
+def test_cache_keys_change_with_every_preprocessing_setting():
+    """A stack cached under one setting must never be served for another (features, spacing,
+    map settings, image size, field of view, statistics); where the maps cache lives does not matter."""
+    from custom_transforms.pipeline import stack_preprocessing, volume_preprocessing
+    from voxelmaps.normalise import MapStatistics
+
+    from voxsurv.training.stack_cache import describe_transform, settings_hash
+
+    def key(volume, stack):
+        return settings_hash(describe_transform(volume), describe_transform(stack))
+
+    stats = MapStatistics(names=FEATURES, mean=np.array([10.0, 2.0]), std=np.array([3.0, 1.0]), count=np.array([5, 5]))
+    other = MapStatistics(names=FEATURES, mean=np.array([10.0, 2.5]), std=np.array([3.0, 1.0]), count=np.array([5, 5]))
+    base = key(volume_preprocessing(FEATURES), stack_preprocessing(stats, features=FEATURES))
+    variants = [
+        key(volume_preprocessing(FEATURES[:1]), stack_preprocessing(stats, features=FEATURES[:1])),
+        key(volume_preprocessing(FEATURES, pixdim=(1, 1, 3)), stack_preprocessing(stats, features=FEATURES)),
+        key(volume_preprocessing(FEATURES), stack_preprocessing(stats, features=FEATURES, img_size=32)),
+        key(volume_preprocessing(FEATURES), stack_preprocessing(stats, features=FEATURES, fov_margin=0.3)),
+        key(volume_preprocessing(FEATURES), stack_preprocessing(stats, features=FEATURES, min_area_mm2=5.0)),
+        key(volume_preprocessing(FEATURES), stack_preprocessing(other, features=FEATURES)),
+        key(volume_preprocessing([]), stack_preprocessing(None, features=[])),
+    ]
+    assert base not in variants and len(set(variants)) == len(variants)
+    assert key(volume_preprocessing(FEATURES, maps_cache_dir="/somewhere"), stack_preprocessing(stats, features=FEATURES)) == base

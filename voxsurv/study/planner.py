@@ -9,7 +9,7 @@ a training slice (forward only); every run pays `startup_s` (imports, config, ca
 Calibration (D's pilot, 2026-12-02, 2 shared cores at load ~10, so CPU times are inflated by
 contention): one real pre-training run (mean_k1, source fold 0, seed 0, 6 maps, 40 epochs, 9
 evaluations) took 205 CPU s (the 0.8 s/step measured by the lead on the old network predicted 133
-s); attention_k4 took ~12 CPU s per epoch; all 90 maps of 295 patients 161 CPU s. Finished runs (study_run.json) replace the estimate
+s); attention_k4 (pilot, now attention_k2) took ~12 CPU s per epoch; all 90 maps of 295 patients 161 CPU s. Finished runs (study_run.json) replace the estimate
 by their measured CPU seconds, so a re-plan during a study is calibrated by the study itself.
 """
 

@@ -2,8 +2,9 @@
 the patients still at risk IN THE BATCH, so this count is what the loss actually learns from
 (issue 11: slice-level batches of 16 had 10.7 deaths from 14.9 patients on average).
 
-Logged per epoch (batches, patients per batch, deaths per batch: min / median / max) and written
-per step to `output_dir/batch_events.csv` (epoch, iteration, rank, patients, deaths).
+Printed for the first epoch and every `print_every` epochs (batches, patients per batch, deaths per
+batch: min / median / max) and written per step to `output_dir/batch_events.csv` (epoch,
+iteration, rank, patients, deaths).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from voxsurv.training.distributed import distributed_ready, is_rank0, say
 class BatchEventsLogger:
     """Ignite handler for a trainer whose batches carry `label` rows [time, event, ...]."""
 
-    def __init__(self, output_dir: str | None = None, label_key: str = "label") -> None:
+    def __init__(self, output_dir: str | None = None, label_key: str = "label", print_every: int = 1) -> None:
         self.path = None if output_dir is None else Path(output_dir) / "batch_events.csv"
-        self.label_key = label_key
+        self.label_key, self.print_every = label_key, max(1, int(print_every))
         self.rows: list[tuple[int, int, int, int]] = []
 
     def attach(self, engine) -> None:
@@ -47,8 +48,10 @@ class BatchEventsLogger:
             return
         patients = np.array([r[2] for r in self.rows])
         deaths = np.array([r[3] for r in self.rows])
-        say(f"epoch {engine.state.epoch}: {len(self.rows)} batches of {int(np.median(patients))} patients "
-            f"(median), deaths per batch min {deaths.min()} / median {np.median(deaths):g} / max {deaths.max()}")
+        epoch = engine.state.epoch
+        if epoch == 1 or epoch % self.print_every == 0:
+            say(f"epoch {epoch}: {len(self.rows)} batches of {int(np.median(patients))} patients "
+                f"(median), deaths per batch min {deaths.min()} / median {np.median(deaths):g} / max {deaths.max()}")
         if self.path is not None and is_rank0():
             import torch.distributed as dist
 

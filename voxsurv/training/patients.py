@@ -236,8 +236,8 @@ class SurvivalPatients:
 
         if self._statistics_ready:
             return self._statistics
-        self._statistics_ready = True
         if self.features == []:
+            self._statistics_ready = True
             return None
         if self.map_statistics_path:
             if not Path(self.map_statistics_path).is_file():
@@ -266,7 +266,7 @@ class SurvivalPatients:
             for folder in self.statistics_dirs:
                 folder.mkdir(parents=True, exist_ok=True)
                 stats.save(folder / "map_statistics.json")
-        self._statistics = stats
+        self._statistics, self._statistics_ready = stats, True
         return stats
 
     def _fit_statistics(self, rows):

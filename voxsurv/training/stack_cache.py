@@ -15,6 +15,7 @@ preprocessing (volume chain + stack chain, including the map statistics' values)
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -45,10 +46,10 @@ def describe_transform(transform) -> list:
             return plain(v.to_dict(), depth + 1)
         if hasattr(v, "transforms") and depth < 6:
             return [type(v).__name__, [plain(t, depth + 1) for t in v.transforms]]
-        if hasattr(v, "__dict__") and depth < 6:
+        if hasattr(v, "__dict__") and depth < 6:  # an object (e.g. the array transform a dict transform holds)
             return [type(v).__name__, {k: plain(x, depth + 1) for k, x in sorted(vars(v).items())
-                                       if not k.startswith("_") and not callable(x) and k not in _NOT_SETTINGS
-                                       and k != "R"}]
+                                       if not k.startswith("_") and not inspect.isroutine(x) and not isinstance(x, type)
+                                       and k not in _NOT_SETTINGS and k != "R"}]
         return type(v).__name__
 
     parts = getattr(transform, "transforms", [transform])
