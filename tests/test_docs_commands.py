@@ -211,7 +211,6 @@ def _fill(argv: list[str], inputs: dict, cwd: Path) -> list[str]:
         if j is not None:
             del out[j:j + 2]
         out += ["--folds", "2", "--set", f"dataset_dir={data}", f"cache_dir={cwd / 'cv_cache'}", "max_epochs=1",
-                "val_interval=1",
                 "embed_dim=32", "depth=2", "img_size=32", "batch_size=8"]
     if command == "predict" and inputs.get("tiny_bundle"):  # TINY: shipped weights of the old format
         if "--bundle" in out:
