@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -267,5 +266,23 @@ def test_manifest_output_feeds_evaluate_with_times_events_and_exclusion_count(bu
     assert "1 patient(s) were excluded by `voxsurv predict`" in err
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-q"]))
+
+def test_the_bundle_loads_once_per_process(bundle, patients, tmp_path, capsys, monkeypatch):
+    """Two predict calls in one process (e.g. a notebook or a script calling main twice) parse the
+    bundle and read the weights once."""
+    import voxsurv.inference.batch as batch
+    from voxsurv.inference.predictor import RiskPredictor
+
+    batch.load_predictor.cache_clear()
+    loads = []
+    real_init = RiskPredictor.__init__
+
+    def counting_init(self, *a, **k):
+        loads.append(a[0] if a else k.get("bundle"))
+        real_init(self, *a, **k)
+
+    monkeypatch.setattr(RiskPredictor, "__init__", counting_init)
+    for name in ("p1", "p2"):
+        i, m = patients[name]
+        assert _predict(bundle, "--image", i, "--mask", m, "--out", tmp_path / "out", capsys=capsys)[0] == 0
+    assert len(loads) == 1
