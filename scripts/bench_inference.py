@@ -1,36 +1,141 @@
-"""Inference time per patient and peak memory with the inference bundle on the IBSI CT phantom
-(DICOM CT + RTSTRUCT, ROI GTV): conversion, resampling, descriptors, the bundle's radiomics maps
-(torch engine), the (C, H, W, S) tumour stack, network, Grad-CAM per slice, NIfTI + PNG + report.
-Prints one line per repeat, the median and the process's peak RSS.
+"""How fast `voxsurv predict` answers, and where the time goes.
 
-    OMP_NUM_THREADS=1 python scripts/bench_inference.py [--bundle bundles/inference] [--repeats 3] [--threads 1]
-    # timing-only bundle of the study's size (random weights, placeholder calibration; nothing committed):
+    OMP_NUM_THREADS=1 python scripts/bench_inference.py --json bench.json [--bundle DIR]
+    # until trained patient-level weights ship: a bundle of the study's size with random weights
     OMP_NUM_THREADS=1 python scripts/bench_inference.py --timing-bundle --members 15 --json bench.json
 
-``--timing-bundle`` builds, in a temporary folder, a bundle with the shipped inference config and
-random weights of the given size (default: the pretrain bundle's defaults, img 48, embed 64,
-depth 4, the 16 maps of bundles/pretrain/models/map_statistics.json), so the new chain can be
-timed before trained weights exist. Weight values do not change the time.
+Measures, each in a fresh process started by this script (what a user waits for):
+- ``cold_start_s``: process start -> first risk (`voxsurv predict --ct-dir/--rtstruct/--roi GTV` on
+  the IBSI CT phantom DICOM, one patient), and ``cold_start_to_report_s`` (-> report.json written);
+- ``per_patient_s``: median wall time per patient of `voxsurv predict --manifest` over 20 lung_crops
+  patients in ONE process (time between consecutive finished patients; the first patient, which
+  also waits for the bundle, is excluded), with its min/max;
+- ``phantom_warm_s``: the IBSI phantom predicted ``--repeats`` times in one process (bundle loaded),
+  median and each;
+- ``peak_rss_mb``: the largest resident set of the predict processes (incl. DataLoader workers);
+- ``profile``: the cold start split into interpreter + imports (torch, MONAI, SimpleITK, voxsurv),
+  bundle config parsing, network + weights, input check / DICOM conversion, preprocessing (of which
+  radiomics maps), network, Grad-CAM, writing the outputs;
+- the load average before and after (the machine is shared: numbers under load are inflated).
+
+The committed inference bundle must be in the current format; ``--timing-bundle`` builds, in a
+temporary folder, a bundle with the shipped inference config and RANDOM weights of the given size
+(default: img 48, embed 64, depth 4, the 16 maps of bundles/pretrain/models/map_statistics.json,
+``--members`` ensemble members) and a placeholder calibration: weight values do not change the
+time (the JSON says which bundle was timed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+# Runs inside the measured process: timestamps of each phase (absolute, time.time()) + peak RSS.
+CHILD = r"""
+import json, os, resource, sys, time
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF); return r.ru_utime + r.ru_stime
+T = {"process_start": float(os.environ["VOXSURV_BENCH_T0"]), "interpreter_ready": time.time()}
+C = {"interpreter_ready": cpu()}
+import torch; T["import_torch"] = time.time(); C["import_torch"] = cpu()
+import monai; T["import_monai"] = time.time(); C["import_monai"] = cpu()
+import SimpleITK; T["import_simpleitk"] = time.time(); C["import_simpleitk"] = cpu()
+import voxsurv.cli, voxsurv.inference.batch as batch, voxsurv.inference.predictor as P
+T["import_voxsurv"] = time.time(); C["import_voxsurv"] = cpu()
+from monai.bundle import ConfigParser
+EV = []
+DEPTH = [0]
+def timed(owner, name, label):
+    real = getattr(owner, name)
+    def wrapper(*a, **k):
+        DEPTH[0] += 1
+        t, c = time.time(), cpu()
+        try:
+            return real(*a, **k)
+        finally:
+            DEPTH[0] -= 1
+            EV.append((label, t, time.time(), cpu() - c))
+    setattr(owner, name, wrapper)
+timed(ConfigParser, "get_parsed_content", "bundle_config_parse_and_instantiate")
+timed(P.RiskPredictor, "_load_weights", "weights")
+timed(batch, "check_patient", "input_check_and_conversion")
+timed(P.RiskPredictor, "prepare", "preprocessing")
+timed(P.RiskPredictor, "infer", "network_gradcam_outputs")
+try:
+    import custom_transforms.maps as M
+    timed(M.VoxelRadiomicsMapsd, "__call__", "radiomics_maps")
+except Exception:
+    pass
+timed(batch, "load_predictor", "bundle_load_total")
+REPORTS = []
+real_finish = batch._finish
+def finish(predictor, prepared, planned, stage, folder):
+    t = time.time(); report = real_finish(predictor, prepared, planned, stage, folder)
+    REPORTS.append({"patient_id": planned.patient_id, "start": t, "done": time.time(), "timing_s": report["timing_s"]})
+    return report
+batch._finish = finish
+rc = voxsurv.cli.main(sys.argv[1:])
+T["end"] = time.time()
+json.dump({"rc": rc, "t": T, "cpu": C, "events": EV, "reports": REPORTS,
+           "rss_self_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+           "rss_children_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss},
+          open(os.environ["VOXSURV_BENCH_OUT"], "w"))
+"""
 
 
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (Linux: ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def run_child(args: list[str], env_extra: dict, workdir: Path) -> dict:
+    out = workdir / f"child_{time.time_ns()}.json"
+    env = {**os.environ, **env_extra, "PYTHONPATH": str(REPO), "VOXSURV_BENCH_OUT": str(out)}
+    t0 = time.time()
+    env["VOXSURV_BENCH_T0"] = repr(t0)
+    proc = subprocess.run([sys.executable, "-c", CHILD, *args], env=env, capture_output=True, text=True)
+    if proc.returncode != 0 or not out.exists():
+        raise SystemExit(f"predict failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    result = json.loads(out.read_text())
+    result["wall_s"] = time.time() - t0
+    return result
+
+
+def phase_seconds(result: dict) -> dict:
+    """The cold start split into phases (seconds)."""
+    t = result["t"]
+    out = {"interpreter_startup": t["interpreter_ready"] - t["process_start"],
+           "import_torch": t["import_torch"] - t["interpreter_ready"],
+           "import_monai": t["import_monai"] - t["import_torch"],
+           "import_simpleitk": t["import_simpleitk"] - t["import_monai"],
+           "import_voxsurv": t["import_voxsurv"] - t["import_simpleitk"]}
+    sums: dict[str, float] = {}
+    for label, a, b, _ in result["events"]:
+        sums[label] = sums.get(label, 0.0) + (b - a)
+    out.update({k: v for k, v in sums.items()})
+    if result["reports"]:
+        timing = result["reports"][0]["timing_s"]
+        out.update({f"infer_{k}": v for k, v in timing.items() if k != "total"})
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def phase_cpu_seconds(result: dict) -> dict:
+    """The same phases in CPU seconds of the predict process (user + system): on a shared machine
+    closer to what a quiet one would take than the wall times."""
+    c = result["cpu"]
+    out = {"interpreter_startup": c["interpreter_ready"], "import_torch": c["import_torch"] - c["interpreter_ready"],
+           "import_monai": c["import_monai"] - c["import_torch"],
+           "import_simpleitk": c["import_simpleitk"] - c["import_monai"],
+           "import_voxsurv": c["import_voxsurv"] - c["import_simpleitk"]}
+    for label, _, _, cpu in result["events"]:
+        out[label] = out.get(label, 0.0) + cpu
+    return {k: round(v, 3) for k, v in out.items()}
 
 
 def timing_bundle(folder: Path, members: int, img_size: int, embed_dim: int, depth: int, n_maps: int,
@@ -70,9 +175,32 @@ def timing_bundle(folder: Path, members: int, img_size: int, embed_dim: int, dep
     return bundle
 
 
+def phantom_manifest(path: Path, repeats: int) -> Path:
+    """The IBSI phantom DICOM ``repeats`` times under different ids (predicted one after the other)."""
+    import pandas as pd
+
+    dicom = DATA / "ibsi" / "ct_phantom" / "dicom"
+    rtstruct = next((dicom / "mask").glob("*.dcm"))
+    pd.DataFrame([{"patient_id": f"phantom-{i + 1}", "ct_dir": str(dicom / "image"), "rtstruct": str(rtstruct),
+                   "roi": "GTV"} for i in range(repeats)]).to_csv(path, index=False)
+    return path
+
+
+def cohort_manifest(path: Path, n: int) -> Path:
+    import pandas as pd
+
+    full = pd.read_csv(DATA / "lung_crops" / "manifest.csv")
+    rows = full[full.cohort == "lung1"].head(n).copy()
+    for col in ("image", "mask"):
+        rows[col] = [str(DATA / "lung_crops" / p) for p in rows[col]]
+    rows[["patient_id", "image", "mask", "time_days", "event"]].to_csv(path, index=False)
+    return path
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bundle", default=str(REPO / "bundles" / "inference"))
+    p.add_argument("--json", required=True, help="write the results here")
+    p.add_argument("--bundle", default=str(REPO / "bundles" / "inference"), help="inference bundle folder")
     p.add_argument("--timing-bundle", action="store_true", help="time a random-weight bundle of the given size")
     p.add_argument("--members", type=int, default=15, help="ensemble members of the timing bundle (study: 5 folds x 3 seeds)")
     p.add_argument("--img-size", type=int, default=48)
@@ -81,46 +209,65 @@ def main() -> None:
     p.add_argument("--maps", type=int, default=16, help="maps of the timing bundle")
     p.add_argument("--pooling", default="mean", choices=("mean", "attention"))
     p.add_argument("--anchored", action="store_true")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "ibsi" / "ct_phantom" / "dicom"))
-    p.add_argument("--json", help="write the figures here")
+    p.add_argument("--patients", type=int, default=20, help="lung_crops patients for per_patient_s [20]")
+    p.add_argument("--repeats", type=int, default=3, help="warm phantom predictions in one process [3]")
+    p.add_argument("--threads", type=int, default=1, help="OMP/torch threads of the predict processes [1]")
+    p.add_argument("--workers", type=int, default=2, help="predict --workers for the cohort [2]")
     args = p.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
-    from voxsurv.inference.predictor import RiskPredictor
-
-    with tempfile.TemporaryDirectory(prefix="voxsurv-bench-") as tmp:
-        bundle = Path(args.bundle)
-        if args.timing_bundle:
-            bundle = timing_bundle(Path(tmp), args.members, args.img_size, args.embed_dim, args.depth, args.maps,
-                                   args.pooling, args.anchored)
-        t0 = time.perf_counter()
-        predictor = RiskPredictor(bundle)
-        load_s = time.perf_counter() - t0
-        print(f"bundle load: {load_s:.2f} s ({predictor.info.n_members} member(s), {len(predictor.info.features)} maps)")
-        dicom = Path(args.data)
-        record = {"patient_id": "ibsi-phantom", "ct_dir": str(dicom / "image"),
-                  "rtstruct": str(next((dicom / "mask").glob("*.dcm"))), "roi": "GTV"}
-        times = []
-        for i in range(args.repeats):
-            with tempfile.TemporaryDirectory(dir=tmp) as out:
-                t = time.perf_counter()
-                report = predictor.predict(record, out)
-                times.append(time.perf_counter() - t)
-            print(f"repeat {i + 1}: {times[-1]:.2f} s  {report['timing_s']}")
-    result = {"per_patient_s_median": round(statistics.median(times), 3), "per_patient_s": [round(t, 3) for t in times],
-              "bundle_load_s": round(load_s, 3), "peak_rss_mb": round(peak_rss_mb(), 1), "threads": args.threads,
-              "n_slices": report["n_slices"], "field_of_view_mm": report["field_of_view_mm"],
-              "n_members": predictor.info.n_members, "n_maps": len(predictor.info.features),
-              "network": predictor.info.network, "timing_s_last": report["timing_s"],
-              "command": " ".join([Path(sys.executable).name, *sys.argv])}
-    print(f"median per patient: {result['per_patient_s_median']:.2f} s ({args.threads} thread(s), "
-          f"{result['n_slices']} slices, {result['n_maps']} maps, {result['n_members']} member(s)); "
-          f"peak RSS {result['peak_rss_mb']:.0f} MB")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    load_before = os.getloadavg()
+    env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    with tempfile.TemporaryDirectory(prefix="bench_inference_") as tmp:
+        tmp = Path(tmp)
+        bundle = (timing_bundle(tmp, args.members, args.img_size, args.embed_dim, args.depth, args.maps, args.pooling,
+                                args.anchored) if args.timing_bundle else Path(args.bundle))
+        dicom = DATA / "ibsi" / "ct_phantom" / "dicom"
+        rtstruct = next((dicom / "mask").glob("*.dcm"))
+        cold = run_child(["predict", "--bundle", str(bundle), "--ct-dir", str(dicom / "image"), "--rtstruct",
+                          str(rtstruct), "--roi", "GTV", "--out", str(tmp / "cold")], env, tmp)
+        phases = phase_seconds(cold)
+        rep = cold["reports"][0]
+        # the risk is known after the network (+ Grad-CAM, computed in the same pass)
+        t_risk = rep["start"] + rep["timing_s"].get("network", rep["timing_s"].get("network_and_gradcam", 0.0))
+        cohort = run_child(["predict", "--bundle", str(bundle), "--manifest",
+                            str(cohort_manifest(tmp / "cohort.csv", args.patients)), "--out", str(tmp / "cohort"),
+                            "--workers", str(args.workers)], env, tmp)
+        done = sorted(r["done"] for r in cohort["reports"])
+        gaps = [b - a for a, b in zip(done, done[1:])]
+        warm = run_child(["predict", "--bundle", str(bundle), "--manifest",
+                          str(phantom_manifest(tmp / "phantom.csv", args.repeats + 1)), "--out", str(tmp / "warm"),
+                          "--workers", "0"], env, tmp)
+        warm_done = sorted(r["done"] for r in warm["reports"])
+        warm_s = [round(b - a, 3) for a, b in zip(warm_done, warm_done[1:])]  # the first waits for the bundle
+        result = {
+            "cold_start_s": round(t_risk - cold["t"]["process_start"], 3),
+            "cold_start_to_report_s": round(rep["done"] - cold["t"]["process_start"], 3),
+            "cold_start_process_wall_s": round(cold["wall_s"], 3),
+            "per_patient_s": round(statistics.median(gaps), 3) if gaps else None,
+            "per_patient_min_max_s": [round(min(gaps), 3), round(max(gaps), 3)] if gaps else None,
+            "cohort_patients_predicted": len(cohort["reports"]), "cohort_wall_s": round(cohort["wall_s"], 3),
+            "phantom_warm_s": {"median": round(statistics.median(warm_s), 3) if warm_s else None, "each": warm_s,
+                               "timing_s_last": warm["reports"][-1]["timing_s"] if warm["reports"] else None},
+            "peak_rss_mb": round(max(cold["rss_self_kb"], cold["rss_children_kb"], cohort["rss_self_kb"],
+                                     cohort["rss_children_kb"], warm["rss_self_kb"], warm["rss_children_kb"]) / 1024.0,
+                                 1),
+            "peak_rss_mb_cold_start": round(max(cold["rss_self_kb"], cold["rss_children_kb"]) / 1024.0, 1),
+            "profile_cold_start_s": phases,
+            "profile_cold_start_cpu_s": phase_cpu_seconds(cold),
+            "settings": {"threads": args.threads, "workers": args.workers, "patients": args.patients,
+                         "repeats": args.repeats,
+                         "bundle": (f"random-weight timing bundle: {args.members} member(s), img {args.img_size}, embed "
+                                    f"{args.embed_dim}, depth {args.depth}, {args.maps} maps, {args.pooling} pooling"
+                                    + (", anchored" if args.anchored else "")) if args.timing_bundle else str(bundle),
+                         "cold_start_input": "IBSI CT phantom DICOM (60 slices) + RTSTRUCT, ROI GTV",
+                         "cohort_input": f"first {args.patients} lung1 patients of lung_crops"},
+            "load_average_before": [round(v, 2) for v in load_before],
+            "load_average_after": [round(v, 2) for v in os.getloadavg()],
+            "cpu_count": os.cpu_count(),
+            "measured_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        }
+    Path(args.json).write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

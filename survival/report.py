@@ -86,6 +86,8 @@ def render_report(metrics: dict, figures: dict[str, Path], title: str = "voxsurv
     for t, reason in metrics.get("dca_skipped", {}).items():
         rows.append((f"Decision curve at {t} d", "not estimable: " + html.escape(reason)))
     table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    warnings = "".join(f"<li>{html.escape(w)}</li>" for w in metrics.get("warnings", []))
+    warnings = (f"<h2>Warnings</h2><ul class='warnings'>{warnings}</ul>" if warnings else "")
     figs = "".join(_img(p, caption) for caption, p in figures.items())
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title><style>"
@@ -93,8 +95,9 @@ def render_report(metrics: dict, figures: dict[str, Path], title: str = "voxsurv
             "table{border-collapse:collapse;margin:1em 0}th,td{padding:4px 12px;border-bottom:1px solid #ddd;"
             "text-align:left}th{font-weight:normal;color:#555}figure{display:inline-block;margin:10px;"
             "vertical-align:top}img{max-width:520px;height:auto}figcaption{font-size:0.85em;color:#555}"
+            ".warnings{color:#8a4b00}"
             "</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><h2>Results</h2><table>{table}</table>"
+            f"<h1>{html.escape(title)}</h1>{warnings}<h2>Results</h2><table>{table}</table>"
             f"<h2>Figures</h2>{figs}<h2>Methods</h2>{methods_text(metrics)}"
             "<p style='font-size:0.8em;color:#777'>All numbers are in metrics.json beside this file.</p>"
             "</body></html>\n")

@@ -120,4 +120,6 @@ def test_cli_manifest_check_fails_with_errors(tmp_path, capsys):
     path = _write(tmp_path, "patient_id,image,mask,time_days,event\na,img/a_ct.nii.gz,img/a_gtv.nii.gz,-1,0\n")
     out = _cli(["manifest", "check", str(path)], capsys)
     assert out.returncode == 1
-    assert "row 1 (line 2), patient a, column time_days: time is negative ('-1')" in out.stderr
+    # the check's report (every problem) on stdout, the one error line of the contract on stderr
+    assert "row 1 (line 2), patient a, column time_days: time is negative ('-1')" in out.stdout
+    assert out.stderr.startswith(f"error: {path}: manifest has 1 problem") and out.stderr.count("\n") == 1

@@ -91,7 +91,8 @@ def test_manifest_run_records_bad_patients_and_goes_on(tmp_path, capsys):
     rc, err = _cli(["--manifest", str(data / "manifest.csv"), "--out", str(out), "--workers", "2"], capsys)
     assert rc == 0
     pred = pd.read_csv(out / "predictions.csv")
-    assert list(pred.columns) == ["patient_id", "risk", "tier", "s_365", "s_730", "s_1095"]
+    assert list(pred.columns) == ["patient_id", "folder", "risk", "tier", "s_365", "s_730", "s_1095",
+                                  "in_training_range", "time_days", "event"]
     assert list(pred.patient_id) == ["good", "good2"] and pred.risk.notna().all()
     excl = pd.read_csv(out / "exclusions.csv").set_index("patient_id")
     assert set(excl.index) == {"empty", "off", "missing", "good"}  # "good" twice: the duplicate row
@@ -101,5 +102,5 @@ def test_manifest_run_records_bad_patients_and_goes_on(tmp_path, capsys):
     assert "duplicate" in excl.loc["good", "problem"]
     for pid in ("good", "good2"):
         assert {"report.json", "gradcam.nii.gz", "overlay.png"} <= {p.name for p in (out / pid).iterdir()}
-    assert "excluded: patient empty" in err
+    assert "warning: excluded: patient empty" in err
     shutil.rmtree(data)

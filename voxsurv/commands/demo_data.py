@@ -17,8 +17,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from voxsurv.output_paths import check_output_folder
     from voxsurv.training.demo import generate_demo_cohort
 
+    check_output_folder(args.out)
     path = generate_demo_cohort(args.out, n_source=args.n_source, n_target=args.n_target,
                                 seed=args.seed, finetune_fraction=args.finetune_fraction,
                                 overwrite=args.overwrite)

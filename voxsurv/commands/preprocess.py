@@ -8,6 +8,8 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
+    from voxsurv.commands import deprecated_alias
+
     p = sub.add_parser("preprocess", help="CT + mask -> the network's tumour-slice stack (npz + csv [+ png])",
                        description="Runs the bundles' preprocessing (without the maps) on one patient "
                                    "(--image/--mask) or on every patient of a manifest (--manifest; bad patients "
@@ -16,18 +18,26 @@ def register(sub) -> None:
     p.add_argument("--mask", help="tumour mask on the CT grid")
     p.add_argument("--patient-id", help="patient id kept with every slice (default: image file name)")
     p.add_argument("--manifest", help="voxsurv manifest CSV instead of --image/--mask")
-    p.add_argument("--out-dir", required=True, help="output folder (one sub-folder per patient with --manifest)")
-    p.add_argument("--pixdim", type=float, nargs=3, default=(1.0, 1.0, 5.0), metavar=("X", "Y", "Z"),
+    p.add_argument("--out", help="output folder (one sub-folder per patient with --manifest)")
+    deprecated_alias(p, "--out-dir", "out", "--out")
+    p.add_argument("--spacing", type=float, nargs=3, default=(1.0, 1.0, 5.0), metavar=("X", "Y", "Z"),
                    help="output voxel size in mm (default 1 1 5)")
-    p.add_argument("--window", type=float, nargs=2, default=(250.0, 30.0), metavar=("WIDTH", "LEVEL"),
+    deprecated_alias(p, "--pixdim", "spacing", "--spacing", nargs=3, type=float, metavar=("X", "Y", "Z"))
+    p.add_argument("--hu-window", type=float, nargs=2, default=(250.0, 30.0), metavar=("WIDTH", "LEVEL"),
                    help="HU window mapped to [0, 1] (default 250 30 -> [-95, 155] HU)")
+    deprecated_alias(p, "--window", "hu_window", "--hu-window WIDTH LEVEL", nargs=2, type=float,
+                     metavar=("WIDTH", "LEVEL"))
     p.add_argument("--min-area-mm2", type=float, default=10.0, help="smallest tumour area for a slice to count [10]")
     p.add_argument("--img-size", type=int, default=48, help="in-plane size of each slice, pixels [48]")
     p.add_argument("--fov-margin", type=float, default=0.15,
                    help="field-of-view margin per side, fraction of the largest tumour extent [0.15]")
     p.add_argument("--min-fov-mm", type=float, default=20.0, help="smallest field of view, mm [20]")
     p.add_argument("--png", action="store_true", help="also save a montage of the slices (CT + contour)")
+    p.add_argument("--overwrite", action="store_true", help="replace the slices of an earlier run in --out")
     p.set_defaults(handler=run)
+
+
+OUTPUTS = ("slices.npz", "slices.csv", "slices.png")
 
 
 def preprocess_patient(image, mask, patient_id: str | None = None, pixdim=(1.0, 1.0, 5.0), window=(250.0, 30.0),
@@ -120,53 +130,58 @@ def save_slices(sample: dict, out_dir, png: bool = False):
 
 
 def run(args) -> int:
-    import sys
     from pathlib import Path
 
     import numpy as np
     import pandas as pd
 
-    from voxsurv.errors import InputError
+    from voxsurv.commands import window_bounds
+    from voxsurv.console import progress_bar, warn
+    from voxsurv.errors import InputError, UsageError
+    from voxsurv.output_paths import check_output_folder, refuse_to_replace, staged_outputs
+    from voxsurv.tables import write_csv_atomic
 
-    opts = dict(pixdim=tuple(args.pixdim), window=tuple(args.window), min_area_mm2=args.min_area_mm2,
+    if not args.out:
+        raise UsageError("--out is required (the output folder)")
+    window_bounds(args.hu_window)  # a width <= 0 is bad input, before any work
+    opts = dict(pixdim=tuple(args.spacing), window=tuple(args.hu_window), min_area_mm2=args.min_area_mm2,
                 img_size=args.img_size, fov_margin=args.fov_margin, min_fov_mm=args.min_fov_mm)
+    out = check_output_folder(args.out)
     if args.manifest:
-        from tqdm import tqdm
-
+        if args.image or args.mask:
+            raise UsageError("give either --manifest or --image/--mask, not both")
         from voxsurv.manifest import load_manifest
+        from voxsurv.patient_folders import patient_folder_name
 
-        try:
-            df = load_manifest(args.manifest)
-        except InputError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        out, excluded, total = Path(args.out_dir), [], 0
-        for rec in tqdm(df.to_dict("records"), desc="preprocess", unit="patient"):
+        df = load_manifest(args.manifest)
+        refuse_to_replace(out, ["exclusions.csv"], args.overwrite)
+        excluded, total = [], 0
+        for rec in progress_bar(df.to_dict("records"), total=len(df), desc="preprocess", unit="patient"):
             try:
                 sample = preprocess_patient(rec["image"], rec["mask"], rec["patient_id"], **opts)
             except InputError as err:
                 excluded.append({"patient_id": rec["patient_id"], "problem": err.problem, "message": str(err)})
                 continue
-            total += len(save_slices(sample, out / rec["patient_id"], png=args.png))
-        pd.DataFrame(excluded, columns=["patient_id", "problem", "message"]).to_csv(out / "exclusions.csv", index=False)
+            with staged_outputs(out / patient_folder_name(rec["patient_id"])) as stage:
+                total += len(save_slices(sample, stage, png=args.png))
+        write_csv_atomic(pd.DataFrame(excluded, columns=["patient_id", "problem", "message"]), out / "exclusions.csv")
         print(f"{len(df) - len(excluded)} patient(s), {total} slices -> {out}; "
               f"{len(excluded)} excluded -> {out / 'exclusions.csv'}")
+        for row in excluded:
+            warn(f"excluded: {row['message']}")
         return 0
     if not (args.image and args.mask):
-        print("voxsurv preprocess: give --image and --mask (or --manifest)", file=sys.stderr)
-        return 2
-    try:
-        sample = preprocess_patient(args.image, args.mask, args.patient_id, **opts)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    table = save_slices(sample, args.out_dir, png=args.png)
+        raise UsageError("give --image and --mask (or --manifest)")
+    refuse_to_replace(out, OUTPUTS, args.overwrite)
+    sample = preprocess_patient(args.image, args.mask, args.patient_id, **opts)
+    with staged_outputs(out) as stage:
+        table = save_slices(sample, stage, png=args.png)
     x = sample["image"]
     log_ml, mean_hu = (float(v) for v in sample["descriptors"])
     print(f"patient {sample['patient_id']}: {x.shape[-1]} tumour slices, network input {tuple(x.shape)} "
-          f"({', '.join(x.meta['channel_names'])} x slices) at {tuple(float(v) for v in args.pixdim)} mm; "
+          f"({', '.join(x.meta['channel_names'])} x slices) at {tuple(float(v) for v in args.spacing)} mm; "
           f"field of view {float(x.meta['fov_mm']):g} mm, {int(x.meta['tumour_cut_slices'])} slices cut; "
           f"tumour {np.exp(log_ml):.1f} ml, mean {mean_hu:.1f} HU")
     print(table.to_string(index=False))
-    print(f"wrote {Path(args.out_dir) / 'slices.npz'} and slices.csv" + (" and slices.png" if args.png else ""))
+    print(f"wrote {Path(out) / 'slices.npz'} and slices.csv" + (" and slices.png" if args.png else ""))
     return 0

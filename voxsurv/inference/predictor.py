@@ -1,7 +1,6 @@
 """Run the inference bundle on new patients: risk score, tier, S(t), Grad-CAM NIfTI on the input
-grid, PNG overlay and report.json per patient; a manifest run with a DataLoader whose workers do
-the preprocessing (load, resample, radiomics maps, tumour stack) while the main process runs the
-network.
+grid, PNG overlay and report.json per patient (the model side; where results go, resume and
+cohorts are voxsurv.inference.batch and voxsurv.inference.outputs).
 
 The bundle's config is the single source of the pipeline: the predictor parses its
 ``preprocessing``, ``network_def`` and ``postprocessing`` (MONAI ConfigParser) and adds only
@@ -10,9 +9,7 @@ what a report needs around them.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,12 +24,6 @@ from voxsurv.inference.bundle_info import REPORT_TIMES_DAYS, InferenceInfo, sha2
 logger = logging.getLogger(__name__)
 
 REPORT_FILE, CAM_FILE, OVERLAY_FILE = "report.json", "gradcam.nii.gz", "overlay.png"
-EXCLUSION_COLUMNS = ("patient_id", "problem", "path", "fix", "message")
-PREDICTION_COLUMNS = ("patient_id", "risk", "tier", *(f"s_{t}" for t in REPORT_TIMES_DAYS))
-
-
-def _safe_name(patient_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", patient_id).strip("._") or "patient"
 
 
 def read_prediction_manifest(path: str | Path) -> list[dict]:
@@ -40,12 +31,10 @@ def read_prediction_manifest(path: str | Path) -> list[dict]:
     ``ct_dir, rtstruct`` (+ ``roi`` per row or ``--roi``); paths relative to the CSV become absolute.
     Survival columns are not needed. A missing column is an error for the whole file; problems of
     single rows are left to the run, which records them and goes on."""
-    import pandas as pd
+    from voxsurv.tables import read_csv_table
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError("manifest not found", path=str(path), fix="check --manifest")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    table = read_csv_table(path, "manifest", dtype=str, keep_default_na=False, skipinitialspace=True)
     table.columns = [str(c).strip() for c in table.columns]
     has_nifti = {"image", "mask"} <= set(table.columns)
     has_dicom = {"ct_dir", "rtstruct"} <= set(table.columns)
@@ -146,6 +135,7 @@ class RiskPredictor:
                              fix="pass --bundle bundles/inference")
         bundle_weights = self.bundle / "models" / "model.pt"
         weights = Path(checkpoint) if checkpoint else bundle_weights
+        self.checkpoint = checkpoint
         if not weights.is_file():
             raise InputError("weights file not found", path=str(weights),
                              fix="package the bundle (python -m voxsurv.inference.packaging) or check --checkpoint")
@@ -191,9 +181,9 @@ class RiskPredictor:
         count differs); InputError when the architecture is not the bundle's."""
         from networks import SurvivalEnsemble
         from networks.vision_mamba import VisionMambaSurv
-        from voxsurv.inference.packaging import read_state_dict
+        from voxsurv.inference.checkpoint_file import describe_mismatch, read_checkpoint
 
-        state = read_state_dict(path)
+        state = read_checkpoint(path)  # what is wrong with the FILE (empty, truncated, text, pickled objects)
         members = sorted({int(k.split(".")[1]) for k in state if k.startswith("members.")})
         if not members:  # one network -> a 1-member ensemble (the same risk)
             state, members = {f"members.0.{k}": v for k, v in state.items()}, [0]
@@ -218,9 +208,9 @@ class RiskPredictor:
             self.network = SurvivalEnsemble(member, len(members)).to(self.device)
         try:
             self.network.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            detail = " ".join(str(exc).split())[:400]
-            raise InputError(f"weights do not fit the bundle's network ({detail})", path=str(path),
+        except RuntimeError:
+            raise InputError(f"weights do not fit the bundle's network: {describe_mismatch(self.network, state)}",
+                             path=str(path),
                              fix="use a checkpoint of the same architecture (see models/inference_info.json)") from None
 
     # ---- step 1: files -> tumour stack (DataLoader workers run this) ----
@@ -232,7 +222,10 @@ class RiskPredictor:
 
         pid = record.get("patient_id") or "anonymous"
         start = time.perf_counter()
-        if record.get("ct_dir") or record.get("rtstruct"):
+        if record.get("inputs") and record.get("image") and record.get("mask"):
+            # checked (and DICOM converted) by voxsurv.inference.batch before the bundle loaded
+            image_path, mask_path, inputs = record["image"], record["mask"], record["inputs"]
+        elif record.get("ct_dir") or record.get("rtstruct"):
             if work_dir is None:
                 raise ValueError("DICOM input needs a work_dir for the converted NIfTI")
             image_path, mask_path, inputs = self._convert_dicom(record, pid, Path(work_dir))
@@ -299,7 +292,8 @@ class RiskPredictor:
         import SimpleITK as sitk
 
         from voxsurv.inference.attention import attention_on_input_grid, risk_and_slice_gradcam
-        from voxsurv.inference.overlay import input_slices_at, write_overlay
+        from voxsurv.inference.overlay import choose_panels, input_slices_at, write_overlay
+        from voxsurv.jsonfile import write_json_atomic
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -312,26 +306,42 @@ class RiskPredictor:
         mask = sitk.ReadImage(prepared.mask_path)
         cam = attention_on_input_grid(cams, prepared.stack, ct)
         sitk.WriteImage(cam, str(out_dir / CAM_FILE), useCompression=True)
-        shown = input_slices_at(ct, prepared.stack["z_mm"])
+        panels = choose_panels(input_slices_at(ct, prepared.stack["z_mm"]))
         surv = post["survival"]
         title = (f"patient {prepared.patient_id}: risk {post['risk']:.4f} ({post['tier']});  "
                  + ",  ".join(f"S({t // 365}y) " + ("n/a" if surv[f's_{t}'] is None else f"{surv[f's_{t}']:.2f}")
                               for t in REPORT_TIMES_DAYS))
-        write_overlay(out_dir / OVERLAY_FILE, ct, mask, cam, shown, title=title)
+        created = datetime.now(timezone.utc)
+        footer = f"voxsurv model {self.model_version}  |  {created:%Y-%m-%d %H:%M} UTC"
+        shown = write_overlay(out_dir / OVERLAY_FILE, ct, mask, cam, panels, title=title, footer=footer)
         t3 = time.perf_counter()
         report = self._report(prepared, post, shown, {"preprocessing_and_maps": prepared.seconds,
                                                       "network_and_gradcam": t2 - t0,
-                                                      "writing_outputs": t3 - t2})
-        (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=1))
+                                                      "writing_outputs": t3 - t2}, mask=mask, created=created)
+        write_json_atomic(out_dir / REPORT_FILE, report)
         logger.info("patient %s: risk %.4f (%s) from %d slices in %.1f s -> %s", prepared.patient_id, post["risk"],
                     post["tier"], prepared.n_slices, report["timing_s"]["total"], out_dir)
         return report
 
-    def _report(self, prepared: PreparedPatient, post: dict, shown: list[int], timing: dict) -> dict:
+    @property
+    def model_version(self) -> str:
+        """``<release>+<weights sha256[:12]>`` (voxsurv.inference.report_fields.model_version)."""
+        from voxsurv.inference.report_fields import model_version
+
+        return model_version(self.version, self.weights_sha256)
+
+    def _report(self, prepared: PreparedPatient, post: dict, shown: dict, timing: dict, mask=None,
+                created=None) -> dict:
         import voxsurv
+        from voxsurv.inference import report_fields as rf
 
         info = self.info
         stack = prepared.stack
+        created = created or datetime.now(timezone.utc)
+        rng = rf.risk_range(post["risk"], post.get("training_risk_range"), info.provenance.get("training_patients"),
+                            post.get("in_training_range"))
+        extent = rf.tumour_extent_mm(mask) if mask is not None else {"max_inplane_extent_mm": float("nan")}
+        fov = rf.field_of_view(extent, float(stack["fov_mm"]), int(stack["tumour_cut_slices"]), prepared.n_slices)
         surv = post["survival"]
         missing = [k for k, v in surv.items() if v is None]
         timing = {k: round(v, 3) for k, v in timing.items()}
@@ -350,8 +360,12 @@ class RiskPredictor:
             "tier": post["tier"],
             "tier_cutoffs": post["tier_cutoffs"],
             "tier_method": info.tier_method,
-            "in_training_range": post["in_training_range"],
-            "training_risk_range": post["training_risk_range"],
+            "in_training_range": rng["in_training_range"],
+            "training_risk_range": rng["training_risk_range"],
+            "risk_range": rng,
+            "tier_rule": rf.tier_rule(post["tier_cutoffs"], info),
+            "tumour_exceeds_field_of_view": fov["tumour_exceeds_field_of_view"],
+            "field_of_view": fov,
             "survival": surv,
             "survival_method": "S(t) = exp(-H0(t) exp(risk)), H0 = Breslow baseline of the training cohort "
                                "(step function); t in days",
@@ -365,8 +379,10 @@ class RiskPredictor:
             "n_slices": prepared.n_slices,
             "field_of_view_mm": round(float(stack["fov_mm"]), 2),
             "tumour_cut_slices": int(stack["tumour_cut_slices"]),
-            "overlay_input_slices": shown,
-            "model": {"version": self.version, "weights": self.weights_path.name,
+            "overlay_input_slices": shown["slices"],
+            "overlay": {"slices": shown["slices"], "orientation": shown["orientation"], "footer": shown["footer"]},
+            "warnings": [w for w in (rng["note"] if rng["in_training_range"] is False else "", fov["note"]) if w],
+            "model": {"version": self.model_version, "bundle_version": self.version, "weights": self.weights_path.name,
                       "weights_sha256": self.weights_sha256, "bundle_weights_sha256": info.weights_sha256,
                       "features": info.features, "provenance": info.provenance},
             "preprocessing": info.preprocessing,
@@ -377,8 +393,10 @@ class RiskPredictor:
                                         "back into each slice's field of view and resampled onto the input CT's grid"},
             "timing_s": timing,
             "voxsurv_version": getattr(voxsurv, "__version__", "unknown"),
-            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "intended_use": "Research only; not for clinical decisions.",
+            "version_scheme": "model.version = <voxsurv release of the bundle>+<first 12 hex digits of the weights' "
+                              "sha256>; voxsurv_version = the software that wrote this report",
+            "created_utc": created.isoformat(timespec="seconds"),
+            "intended_use": "Research use only; not for clinical decisions.",
         }
 
     # ---- one patient / many ----
@@ -387,76 +405,16 @@ class RiskPredictor:
         prepared = self.prepare(record, out_dir)
         return self.infer(prepared, out_dir)
 
-    def predict_manifest(self, manifest: str | Path, out_dir: str | Path, num_workers: int = 2):
-        """Every patient of a manifest into ``out_dir/<patient_id>/``; ``predictions.csv`` and
-        ``exclusions.csv`` in ``out_dir``. Bad patients are recorded and the run goes on.
-        Returns (predictions, exclusions) tables."""
+    def predict_manifest(self, manifest: str | Path, out_dir: str | Path, num_workers: int = 2,
+                         overwrite: bool = False):
+        """Every patient of a manifest into ``out_dir`` (see voxsurv.inference.batch: one folder per
+        patient, predictions.csv / exclusions.csv after each patient, resume). Returns the
+        (predictions, exclusions) tables as written."""
         import pandas as pd
-        from torch.utils.data import DataLoader
 
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        rows = read_prediction_manifest(manifest)
-        excluded, done, seen = [], [], set()
-        todo = []
-        for i, row in enumerate(rows, start=1):
-            pid = row.get("patient_id", "")
-            if not pid:
-                excluded.append({"patient_id": "", "problem": f"row {i}: patient_id is empty", "path": "",
-                                 "fix": "fill patient_id", "message": f"row {i}: patient_id is empty"})
-            elif _safe_name(pid) in seen:
-                excluded.append({"patient_id": pid, "problem": "duplicate patient_id", "path": "",
-                                 "fix": "make patient ids unique", "message": f"patient {pid}: duplicate patient_id"})
-            else:
-                seen.add(_safe_name(pid))
-                todo.append(row)
-        dataset = _PreparingDataset(self, todo, out_dir)
-        workers = max(0, min(int(num_workers), len(todo)))
-        loader = DataLoader(dataset, batch_size=1, num_workers=workers, collate_fn=_first,
-                            worker_init_fn=_one_thread if workers else None)
-        logger.info("predicting %d patient(s) (%d preprocessing worker(s))", len(todo), workers)
-        for n, prepared in enumerate(loader, start=1):
-            pid = prepared.patient_id
-            if prepared.error is None:
-                try:
-                    report = self.infer(prepared, out_dir / _safe_name(pid))
-                    done.append({"patient_id": pid, "risk": report["risk"], "tier": report["tier"],
-                                 **report["survival"]})
-                except InputError as err:
-                    prepared.error = {"patient_id": pid, "problem": redact(err.problem), "path": "",
-                                      "fix": err.fix or "", "message": redact(str(err))}
-            if prepared.error is not None:
-                logger.warning("[%d/%d] excluded: %s", n, len(todo), prepared.error["message"])
-                excluded.append(prepared.error)
-            else:
-                logger.info("[%d/%d] patient %s done", n, len(todo), pid)
-        predictions = pd.DataFrame(done, columns=list(PREDICTION_COLUMNS))
-        exclusions = pd.DataFrame(excluded, columns=list(EXCLUSION_COLUMNS))
-        predictions.to_csv(out_dir / "predictions.csv", index=False)
-        exclusions.to_csv(out_dir / "exclusions.csv", index=False)
-        logger.info("%d patient(s) predicted -> %s; %d excluded -> %s", len(predictions),
-                    out_dir / "predictions.csv", len(exclusions), out_dir / "exclusions.csv")
-        return predictions, exclusions
+        from voxsurv.inference.batch import predict_patients, read_records
+        from voxsurv.inference.outputs import EXCLUSIONS_FILE, PREDICTIONS_FILE
 
-
-class _PreparingDataset(torch.utils.data.Dataset):
-    """Preprocessing as a Dataset, so DataLoader workers compute maps for the next patients while
-    the main process runs the network on the current one."""
-
-    def __init__(self, predictor: RiskPredictor, rows: list[dict], out_dir: Path) -> None:
-        self.predictor, self.rows, self.out_dir = predictor, rows, out_dir
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> PreparedPatient:
-        row = self.rows[i]
-        return self.predictor.prepare_safely(row, self.out_dir / _safe_name(row.get("patient_id") or f"row{i}"))
-
-
-def _first(batch):
-    return batch[0]
-
-
-def _one_thread(_worker_id: int) -> None:
-    torch.set_num_threads(1)
+        summary = predict_patients(read_records(manifest), out_dir, self.bundle, self.checkpoint, str(self.device),
+                                   self.roi, overwrite=overwrite, workers=num_workers, predictor=self)
+        return (pd.read_csv(summary.out / PREDICTIONS_FILE), pd.read_csv(summary.out / EXCLUSIONS_FILE))

@@ -83,7 +83,7 @@ def convert_patient(ct_dir: str | Path, rtstruct: str | Path | None, roi: str, o
 
 
 def convert_batch(manifest: str | Path, out_root: str | Path, roi: str | None = None,
-                  passthrough: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  passthrough: bool = True, on_patient=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Convert every patient of a CSV (``patient_id, ct_dir, rtstruct`` or ``seg`` [, ``roi``], paths relative
     to the CSV) into ``out_root/<patient_id>/``. A patient with bad input is recorded in the
     exclusions table and the run goes on.
@@ -91,7 +91,11 @@ def convert_batch(manifest: str | Path, out_root: str | Path, roi: str | None = 
     Writes ``out_root/converted.csv`` (a voxsurv manifest: ``patient_id, image, mask`` relative to
     ``out_root`` plus the other columns of the input, e.g. ``time_days, event, cohort``) and
     ``out_root/exclusions.csv`` (``patient_id, problem, path, fix, message``). Returns both tables.
+    Each patient's folder is ``voxsurv.patient_folders.patient_folder_name(patient_id)`` (two ids
+    never share one); ``on_patient(patient_id)`` is called after each patient (progress).
     """
+    from voxsurv.patient_folders import patient_folder_name
+
     manifest = Path(manifest)
     if not manifest.is_file():
         raise InputError("conversion manifest not found", path=manifest, fix="check --manifest")
@@ -120,12 +124,16 @@ def convert_batch(manifest: str | Path, out_root: str | Path, roi: str | None = 
                 raise InputError(f"row {i}: give exactly one of rtstruct or seg", pid, manifest,
                                  "fill one of the two columns")
             res = convert_patient(base / rec["ct_dir"].strip(), (base / rs) if rs else None, pattern,
-                                  out_root / pid, patient_id=pid, seg=(base / sg) if sg else None)
+                                  out_root / patient_folder_name(pid), patient_id=pid, seg=(base / sg) if sg else None)
         except InputError as err:
             log.warning("excluded: %s", err)
             excluded.append({"patient_id": pid, "problem": err.problem, "path": err.path or "", "fix": err.fix or "",
                              "message": str(err)})
+            if on_patient:
+                on_patient(pid)
             continue
+        if on_patient:
+            on_patient(pid)
         row = {"patient_id": pid, "image": str(res.image_path.relative_to(out_root)),
                "mask": str(res.mask_path.relative_to(out_root)), "roi_name": res.roi_name,
                "mask_volume_ml": round(res.mask_volume_ml, 3)}
