@@ -96,3 +96,25 @@ def test_training_output_without_run_settings_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not a voxsurv training output (no run_settings.json)" in err and "Fix:" in err
     assert json.loads((BUNDLE / "models" / "inference_info.json").read_text())  # the repository bundle untouched
+
+
+def test_a_manifest_that_assigns_other_training_patients_than_the_run_is_refused(tmp_path):
+    """Packaging a run with another manifest (e.g. one whose paths are valid here) must give the
+    run's own training patients; one without the run's split column would silently draw another
+    split (it once gave 60 Radiogenomics patients instead of the 20 fine-tune ones)."""
+    from inference_helpers import write_training_cohort
+
+    from voxsurv.errors import InputError
+    from voxsurv.inference.packaging import run_training_patients
+
+    own = write_training_cohort(tmp_path, n_patients=6)
+    table = pd.read_csv(own)
+    table["split"] = ["finetune", "finetune", "test", "test", "test", "test"]
+    table.to_csv(own, index=False)
+    table.drop(columns="split").to_csv(tmp_path / "no_split.csv", index=False)
+    settings = {"manifest": str(own), "cohort": None, "seed": 0,
+                "splits": {"train": "finetune", "val": "finetune", "test": "test", "fold": None, "n_folds": 5}}
+    assert sorted(run_training_patients(settings)["patient_id"]) == ["tr0", "tr1"]
+    assert sorted(run_training_patients(settings, own)["patient_id"]) == ["tr0", "tr1"]
+    with pytest.raises(InputError, match="the run trained on 2 others"):
+        run_training_patients(settings, tmp_path / "no_split.csv")

@@ -103,17 +103,31 @@ def run_training_patients(settings: dict, manifest: str | Path | None = None):
 
     from voxsurv.training.patients import SurvivalPatients
 
-    manifest = manifest or settings.get("manifest")
+    own = settings.get("manifest")
+    manifest = manifest or own
     if not manifest:
         raise InputError("the run's settings name no manifest", fix="pass --manifest")
     splits = settings.get("splits", {})
-    with tempfile.TemporaryDirectory() as tmp:
-        data = SurvivalPatients(manifest, None, None, cache_dir=tmp, output_dir=tmp, cohort=settings.get("cohort"),
-                                train_split=splits.get("train", "train"), val_split=splits.get("val"),
-                                test_split=splits.get("test"), fold=splits.get("fold"),
-                                n_folds=int(splits.get("n_folds", 5)), seed=int(settings.get("seed", 0)),
-                                finetune_fraction=float(settings.get("finetune_fraction", 0.2)))
-        return data.patients("train")
+
+    def assign(path):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = SurvivalPatients(path, None, None, cache_dir=tmp, output_dir=tmp, cohort=settings.get("cohort"),
+                                    train_split=splits.get("train", "train"), val_split=splits.get("val"),
+                                    test_split=splits.get("test"), fold=splits.get("fold"),
+                                    n_folds=int(splits.get("n_folds", 5)), seed=int(settings.get("seed", 0)),
+                                    finetune_fraction=float(settings.get("finetune_fraction", 0.2)))
+            return data.patients("train")
+
+    patients = assign(manifest)
+    if own and Path(own).is_file() and Path(own).resolve() != Path(manifest).resolve():
+        # another manifest (e.g. with paths valid here) must assign the run's own training patients:
+        # one without the run's split column would draw a different split, silently
+        run_ids = set(assign(own)["patient_id"].astype(str))
+        if set(patients["patient_id"].astype(str)) != run_ids:
+            raise InputError(f"this manifest gives {len(patients)} training patients, the run trained on "
+                             f"{len(run_ids)} others (no split column like the run's?)", path=str(manifest),
+                             fix=f"leave --manifest out to use the run's own manifest ({own})")
+    return patients
 
 
 def training_patients(manifest: str | Path, splits: list[str] | None = None, patient_ids=None,
