@@ -56,9 +56,6 @@ TINY = {
     "cv": "the first cv command runs --folds 2 with max_epochs=1 on a 10-patient demo cohort (a real run trains 5 "
           "networks); later cv commands are parsed (their options checked), not run again",
     "demo-data": "demo-data writes 4 source + 3 target patients (the default 120 + 80 take minutes)",
-    "shipped weights": "while the committed inference bundle holds weights of the old per-slice format (until the "
-                       "study's patient-level weights are shipped), predict commands run with a tiny test bundle "
-                       "(--bundle) and tiny other weights (--checkpoint)",
 }
 
 
@@ -158,17 +155,7 @@ def inputs(lung_crops, ibsi, tmp_path_factory):
     preds([f"train-{i}" for i in range(40)], 0.0).to_csv(d / "train.csv", index=False)
     preds([f"test-{i}" for i in range(30)], 0.1).to_csv(d / "test.csv", index=False)
     row = full[full.patient_id == "lung1-371"].iloc[0]
-    extra = {}
-    try:
-        from voxsurv.inference.bundle_info import InferenceInfo
-
-        InferenceInfo.load(REPO / "bundles" / "inference" / "models" / "inference_info.json")
-    except ValueError:  # TINY "shipped weights"
-        from inference_helpers import make_training_output, shared_tiny_bundle
-
-        extra = {"tiny_bundle": str(shared_tiny_bundle()),
-                 "tiny_checkpoint": str(make_training_output(d / "other", seed=5) / "models" / "model.pt")}
-    return {**extra, "image": str(lung_crops / row["image"]), "mask": str(lung_crops / row["mask"]),
+    return {"image": str(lung_crops / row["image"]), "mask": str(lung_crops / row["mask"]),
             "manifest": str(d / "tiny_manifest.csv"), "dicom_manifest": str(d / "dicom_manifest.csv"),
             "ct_dir": str(dicom / "image"), "rtstruct": str(rtstruct), "train": str(d / "train.csv"),
             "test": str(d / "test.csv"), "shared": str(lung_crops.parent), "dir": d}
@@ -214,13 +201,6 @@ def _fill(argv: list[str], inputs: dict, cwd: Path) -> list[str]:
             del out[j:j + 2]
         out += ["--folds", "2", "--set", f"dataset_dir={data}", f"cache_dir={cwd / 'cv_cache'}", "max_epochs=1",
                 "embed_dim=32", "depth=2", "img_size=32", "batch_size=8"]
-    if command == "predict" and inputs.get("tiny_bundle"):  # TINY: shipped weights of the old format
-        if "--bundle" in out:
-            out[out.index("--bundle") + 1] = inputs["tiny_bundle"]
-        else:
-            out += ["--bundle", inputs["tiny_bundle"]]
-        if "--checkpoint" in out:
-            out[out.index("--checkpoint") + 1] = inputs["tiny_checkpoint"]
     if command == "demo-data":  # TINY
         out += ["--n-source", "4", "--n-target", "3"]
     return out
@@ -259,14 +239,8 @@ def test_voxsurv_commands_in_the_docs_run_as_written(doc, inputs, tmp_path, monk
 
 
 def test_model_zoo_checks_in_the_docs_run_as_written(tmp_path):
-    from voxsurv.inference.bundle_info import InferenceInfo
-
     checks = [c for _, c in doc_commands() if _zoo_check(c)]
     assert checks, "the inference bundle's README shows verify_net_in_out and ckpt_export"
-    try:
-        InferenceInfo.load(REPO / "bundles" / "inference" / "models" / "inference_info.json")
-    except ValueError as exc:
-        pytest.skip(f"the committed inference bundle cannot be built until its weights are re-packaged: {exc}")
     for cmd in checks:
         argv = shlex.split(cmd)
         if "--filepath" in argv:

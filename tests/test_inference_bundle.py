@@ -270,21 +270,13 @@ def test_packaging_refuses_statistics_that_do_not_fit_the_network(tmp_path):
 
 def test_committed_bundle_artefacts_are_small_and_consistent():
     """The weights committed with the bundle stay small and match inference_info.json and
-    metadata.json, and no TorchScript file is tracked (it could go stale). Until the study ships
-    patient-level weights the committed bundle holds the old per-slice format, and loading it must
-    say so (the lead swaps the weights; see docs/shipped_weights.md)."""
+    metadata.json, and no TorchScript file is tracked (it could go stale)."""
     tracked = subprocess.run(["git", "ls-files", "bundles/inference"], capture_output=True, text=True, cwd=REPO).stdout
     assert "model.ts" not in tracked
-    from voxsurv.errors import InputError
-    from voxsurv.inference.bundle_info import OLD_INFO_FORMATS, InferenceInfo, sha256_file
+    from voxsurv.inference.bundle_info import InferenceInfo, sha256_file
 
     weights = BUNDLE / "models" / "model.pt"
     assert weights.stat().st_size < 20 * 2 ** 20
-    fmt = json.loads((BUNDLE / "models" / "inference_info.json").read_text())["format"]
-    if fmt in OLD_INFO_FORMATS:
-        with pytest.raises(InputError, match="old per-slice format"):
-            InferenceInfo.load(BUNDLE / "models" / "inference_info.json")
-        pytest.skip("committed weights are the old per-slice format until the study ships new ones (lead)")
     info = InferenceInfo.load(BUNDLE / "models" / "inference_info.json")
     assert info.weights_sha256 == sha256_file(weights)
     meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
