@@ -17,7 +17,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 #: meta keys written by VoxelRadiomicsMaps
 CHANNEL_NAMES_KEY = "channel_names"

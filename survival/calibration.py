@@ -15,7 +15,7 @@ import pandas as pd
 
 from survival.kaplan_meier import kaplan_meier
 from survival.validation import check_survival
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 
 @dataclass

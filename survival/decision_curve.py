@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from survival.validation import check_survival
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 DEFAULT_THRESHOLDS = np.round(np.arange(0.01, 1.0, 0.01), 2)
 

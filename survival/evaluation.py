@@ -18,7 +18,7 @@ from survival.calibration import (BreslowBaseline, CalibrationResult, breslow_ba
 from survival.decision_curve import DEFAULT_THRESHOLDS, decision_curve
 from survival.metrics import ConcordanceResult, TimeDependentAUC, cumulative_dynamic_auc, harrell_c_bootstrap
 from survival.risk_groups import MedianSplitResult, median_cutoff, median_split, risk_tier
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 log = logging.getLogger(__name__)
 

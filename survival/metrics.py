@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from survival.validation import check_survival
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 
 def harrell_c(time, event, risk) -> float:

@@ -26,7 +26,7 @@ import numpy as np
 
 from survival.metrics import _concordance_matrices, harrell_c
 from survival.validation import check_survival
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 
 @dataclass

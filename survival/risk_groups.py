@@ -13,7 +13,7 @@ import numpy as np
 
 from survival.kaplan_meier import MedianSurvival, median_survival
 from survival.validation import check_survival
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 
 def median_cutoff(reference_risk) -> float:

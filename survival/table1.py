@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats
 from scipy.special import gammaln
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 #: Tables with more cells than this are not enumerated (Fisher falls back to Monte Carlo).
 MAX_ENUMERATED_TABLES = 2_000_000

@@ -1,5 +1,5 @@
 """Input checks shared by the survival statistics: arrays of equal length, finite times >= 0,
-0/1 events, at least one event. Errors are `voxsurv.errors.InputError` (a ValueError) and say
+0/1 events, at least one event. Errors are `voxsurv.core.errors.InputError` (a ValueError) and say
 what to fix, in the manner of lifelines / scikit-survival ("all samples are censored").
 """
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 
 def check_survival(time, event, *others, names: tuple[str, ...] = (), need_event: bool = True):

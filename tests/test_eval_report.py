@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"

@@ -11,7 +11,7 @@ from survival.decision_curve import decision_curve
 from survival.kaplan_meier import kaplan_meier, median_survival
 from survival.metrics import cumulative_dynamic_auc, harrell_c, harrell_c_bootstrap
 from survival.risk_groups import hazard_ratio, logrank, median_split
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 BETA = {"age": 0.0110411363494885, "sex": -0.551889569787597, "ph.ecog": 0.462947040590164}
 

@@ -11,7 +11,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 from voxsurv.ingest.convert import convert_batch, convert_patient
 from voxsurv.ingest.dicom_series import read_ct_series
 
@@ -243,7 +243,7 @@ def test_reading_a_series_logs_no_dicom_uid(phantom, caplog):
     """Logs may travel to shared systems: no Study/Series/SOP UID in them."""
     import logging
 
-    from voxsurv.privacy import redact
+    from voxsurv.core.privacy import redact
 
     with caplog.at_level(logging.DEBUG):
         read_ct_series(phantom / "dicom" / "image")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 from voxsurv.manifest import ManifestError, load_manifest, manifest_summary, validate_manifest
 
 

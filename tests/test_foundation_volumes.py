@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import SimpleITK as sitk
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 from voxsurv.ingest.volumes import check_image_mask, check_record
 from voxsurv.manifest import load_manifest
 

@@ -244,7 +244,7 @@ def test_postprocessing_refuses_several_values_and_flags_risks_outside_the_train
 
 
 def test_old_format_info_gives_a_clear_error(tmp_path):
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
     from voxsurv.inference.bundle_info import InferenceInfo
 
     path = tmp_path / "inference_info.json"
@@ -255,7 +255,7 @@ def test_old_format_info_gives_a_clear_error(tmp_path):
 
 
 def test_packaging_refuses_statistics_that_do_not_fit_the_network(tmp_path):
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
     from voxsurv.inference.packaging import package
 
     bundle = tmp_path / "bundle"
@@ -275,7 +275,7 @@ def test_committed_bundle_artefacts_are_small_and_consistent():
     say so (the lead swaps the weights; see docs/shipped_weights.md)."""
     tracked = subprocess.run(["git", "ls-files", "bundles/inference"], capture_output=True, text=True, cwd=REPO).stdout
     assert "model.ts" not in tracked
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
     from voxsurv.inference.bundle_info import OLD_INFO_FORMATS, InferenceInfo, sha256_file
 
     weights = BUNDLE / "models" / "model.pt"

@@ -7,7 +7,7 @@ import SimpleITK as sitk
 
 from maps_pipeline_helpers import crop_patient
 from voxelmaps import compute_maps
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 
 @pytest.fixture(scope="module")

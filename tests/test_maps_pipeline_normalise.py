@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from voxelmaps.normalise import MapStatistics
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 
 def _cohort(seed=0):

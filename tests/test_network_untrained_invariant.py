@@ -47,7 +47,7 @@ def prepared_patients(lung_crops, one_thread):
     from custom_transforms import DESCRIPTOR_NAMES
     from custom_transforms.pipeline import stack_preprocessing, volume_preprocessing
     from voxelmaps.normalise import MapStatistics
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
 
     features = json.loads((REPO / "bundles/pretrain/models/model_info.json").read_text())["features"]
     with open(lung_crops / "manifest.csv", newline="") as fh:

@@ -6,7 +6,7 @@ import pytest
 
 from survival.metrics import harrell_c
 from survival.paired_bootstrap import bootstrap_indices, paired_bootstrap_c
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 
 def _cohort(n=60, seed=1):

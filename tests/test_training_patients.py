@@ -143,7 +143,7 @@ def test_statistics_file_with_more_maps_is_selected_by_features(prepared, manife
 
 
 def test_roles_cross_validation_fold_and_drawn_split(manifest, tmp_path):
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
 
     m = pd.read_csv(manifest)
     folds = [_data(manifest, tmp_path, fold=k, n_folds=2, test_split=None) for k in (0, 1)]

@@ -13,7 +13,7 @@ import numpy as np
 
 from voxelmaps.features import resolve_features
 from voxelmaps.settings import MapSettings
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 BACKENDS = ("torch", "pyradiomics")
 

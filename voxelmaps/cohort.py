@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from voxsurv.errors import input_error_in
+from voxsurv.core.errors import input_error_in
 
 log = logging.getLogger(__name__)
 

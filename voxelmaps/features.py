@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 FEATURE_CLASSES: dict[str, tuple[str, ...]] = {
     "firstorder": (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 
 def check_inputs(image, mask, spacing) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:

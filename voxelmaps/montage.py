@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 #: display window for the CT underlay (soft tissue + some lung), HU
 CT_DISPLAY_WINDOW = (-400.0, 300.0)

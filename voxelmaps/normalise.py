@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from voxsurv.errors import InputError
-from voxsurv.jsonfile import write_json_atomic
+from voxsurv.core.errors import InputError
+from voxsurv.core.jsonfile import write_json_atomic
 
 STATS_FORMAT = "voxsurv-map-statistics/1"
 

@@ -10,7 +10,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 #: Bump when a change in this package changes the maps produced with the same settings.
 MAPS_FORMAT_VERSION = 1

@@ -32,7 +32,7 @@ import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import sys
 
 from voxsurv import __version__
 from voxsurv import commands as _commands_pkg
-from voxsurv.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_USAGE, InputError, UsageError
+from voxsurv.core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_USAGE, InputError, UsageError
 
 REPORT_BUG = ("internal error: this is a bug in voxsurv {version}, not a problem with your input. Please "
               "report it (the command line and the traceback above) to the voxsurv maintainers.")
@@ -70,7 +70,7 @@ class _SubParsers:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from voxsurv import console
+    from voxsurv.core import console
 
     words = sys.argv[1:] if argv is None else list(argv)
     # configured before parsing: deprecated option spellings warn while argparse reads them
@@ -87,8 +87,8 @@ def run_handler(args, parser: argparse.ArgumentParser) -> int:
     """Run ``args.handler`` under the error contract (see the module docstring)."""
     import traceback
 
-    from voxsurv.errors import input_error_in, os_error_as_input_error
-    from voxsurv.privacy import redact
+    from voxsurv.core.errors import input_error_in, os_error_as_input_error
+    from voxsurv.core.privacy import redact
 
     try:
         return int(args.handler(args) or 0)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 REQUIRED_COLUMNS = ("patient_id", "image", "mask", "time_days", "event")
 OPTIONAL_COLUMNS = ("cohort", "split")

@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from voxsurv.errors import InputError
-from voxsurv.output_paths import check_output_folder, refuse_to_replace, staged_outputs  # noqa: F401 (re-export)
+from voxsurv.core.errors import InputError
+from voxsurv.core.output_paths import check_output_folder, refuse_to_replace, staged_outputs  # noqa: F401 (re-export)
 
 
 def deprecated_alias(parser, old: str, dest: str, new: str, convert=None, **kwargs) -> None:
@@ -29,7 +29,7 @@ def deprecated_alias(parser, old: str, dest: str, new: str, convert=None, **kwar
         deprecated_alias = True  # tests and docs tell these apart from the current options
 
         def __call__(self, p, namespace, values, option_string=None):
-            from voxsurv.console import deprecated_option
+            from voxsurv.core.console import deprecated_option
 
             deprecated_option(old, new)
             setattr(namespace, dest, convert(values) if convert else values)

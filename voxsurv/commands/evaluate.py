@@ -34,7 +34,7 @@ def register(sub) -> None:
 def _days(text: str | None, option: str):
     if text is None:
         return None
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
 
     try:
         values = [float(x) for x in text.split(",") if x.strip()]
@@ -51,8 +51,8 @@ def predictions_file(value: str, role: str):
     that folder's exclusion count (None for a plain CSV)."""
     from pathlib import Path
 
-    from voxsurv.errors import InputError
-    from voxsurv.tables import read_csv_table
+    from voxsurv.core.errors import InputError
+    from voxsurv.core.tables import read_csv_table
 
     path = Path(value)
     excluded = None
@@ -75,8 +75,8 @@ def run(args) -> int:
     from survival.report import write_report
     from survival.sample_checks import sample_warnings, shared_patients
     from voxsurv.commands import check_output_folder, refuse_to_replace, staged_outputs
-    from voxsurv.console import warn
-    from voxsurv.errors import InputError
+    from voxsurv.core.console import warn
+    from voxsurv.core.errors import InputError
 
     out = check_output_folder(args.out)
     refuse_to_replace(out, OUTPUTS, args.overwrite)

@@ -20,7 +20,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import sys
 
-    from voxsurv.errors import InputError, error_line
+    from voxsurv.core.errors import InputError, error_line
     from voxsurv.manifest import ManifestError, load_manifest, manifest_summary
 
     try:
@@ -43,7 +43,7 @@ def run(args) -> int:
         print("split counts:", df["split"].fillna("").value_counts().sort_index().to_dict())
 
     if args.volumes:
-        from voxsurv.console import progress_bar
+        from voxsurv.core.console import progress_bar
         from voxsurv.ingest.volumes import check_record
 
         bad = []

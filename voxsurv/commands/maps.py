@@ -73,7 +73,7 @@ def _settings(args):
 
 
 def run(args) -> int:
-    from voxsurv.errors import UsageError
+    from voxsurv.core.errors import UsageError
 
     if args.manifest:
         if args.image or args.mask:
@@ -105,9 +105,9 @@ def _run_cohort(args) -> int:
     from pathlib import Path
 
     from voxelmaps.features import resolve_features
-    from voxsurv.console import progress_bar, warn
-    from voxsurv.output_paths import check_output_folder
-    from voxsurv.tables import read_csv_table
+    from voxsurv.core.console import progress_bar, warn
+    from voxsurv.core.output_paths import check_output_folder
+    from voxsurv.core.tables import read_csv_table
 
     check_output_folder(args.out)
     read_csv_table(args.manifest, "manifest")  # encoding / format errors, before any work
@@ -149,7 +149,7 @@ def _outputs(args) -> tuple:
     .nii.gz/.nii/.npz is the deprecated file spelling."""
     from pathlib import Path
 
-    from voxsurv.console import deprecated_option
+    from voxsurv.core.console import deprecated_option
 
     out = Path(args.out)
     if out.name.lower().endswith((".nii.gz", ".nii", ".npz")):
@@ -193,10 +193,10 @@ def _run_patient(args) -> int:
     from pathlib import Path
 
     from voxelmaps.features import resolve_features
-    from voxsurv.console import Steps
-    from voxsurv.errors import InputError, input_error_in
+    from voxsurv.core.console import Steps
+    from voxsurv.core.errors import InputError, input_error_in
     from voxsurv.ingest.volumes import check_image_mask
-    from voxsurv.output_paths import check_output_folder, refuse_to_replace, staged_outputs
+    from voxsurv.core.output_paths import check_output_folder, refuse_to_replace, staged_outputs
 
     folder, maps_file, sidecar, montage = _outputs(args)
     check_output_folder(folder)

@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 from voxsurv.inference.outputs import PlannedPatient, PredictionFolder, exclusion_row, model_identity
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def predict_patients(records: list[dict], out: str | Path, bundle: str | Path, c
     """Predict ``records`` (dicts: patient_id + image/mask or ct_dir/rtstruct[/roi], time_days/event
     optional) into ``out``. ``single``: one patient from the command line, whose bad input raises
     InputError (and leaves nothing behind) instead of becoming an exclusion."""
-    from voxsurv.console import Steps, progress_bar
+    from voxsurv.core.console import Steps, progress_bar
 
     bundle = Path(bundle)
     check_bundle(bundle, checkpoint)
@@ -189,7 +189,7 @@ def predict_patients(records: list[dict], out: str | Path, bundle: str | Path, c
 
 
 def _run_model(predictor, checked, folder, summary, single, workers, steps) -> None:
-    from voxsurv.console import progress_bar
+    from voxsurv.core.console import progress_bar
 
     if single:
         p, rec, stage = checked[0]
@@ -228,7 +228,7 @@ def _run_model(predictor, checked, folder, summary, single, workers, steps) -> N
 def _finish(predictor, prepared, planned: PlannedPatient, stage: Path, folder: PredictionFolder) -> dict:
     """Network + report into the staging folder, the resume key added, then renamed into place."""
     from voxsurv.inference.predictor import REPORT_FILE
-    from voxsurv.jsonfile import write_json_atomic
+    from voxsurv.core.jsonfile import write_json_atomic
 
     report = predictor.infer(prepared, stage)
     report["resume_key"] = planned.key
@@ -249,7 +249,7 @@ class _PreparingDataset:
         return len(self.items)
 
     def __getitem__(self, i: int):
-        from voxsurv.errors import input_error_in
+        from voxsurv.core.errors import input_error_in
         from voxsurv.inference.predictor import PreparedPatient
 
         rec, stage = self.items[i]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from voxsurv.errors import InputError
-from voxsurv.jsonfile import write_json_atomic
+from voxsurv.core.errors import InputError
+from voxsurv.core.jsonfile import write_json_atomic
 
 INFO_FORMAT = "voxsurv-inference-info/2"
 #: per-slice networks (CT z-scored in the tumour, no mask channel, 64 mm crops, mean of slice risks)

@@ -30,7 +30,7 @@ def bundle_datalist(dataset_dir: str) -> list[dict]:
 
 def require_patients(dataset, dataset_dir: str) -> None:
     """Stop `monai.bundle run` with a clear message when there is nothing to predict."""
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
 
     if len(dataset) == 0:
         raise InputError("no patients to predict: manifest.csv missing or empty", path=str(Path(dataset_dir) / "manifest.csv"),

@@ -5,7 +5,7 @@
     OUT/exclusions.csv         one row per excluded patient, both atomically after EACH patient
     OUT/<patient folder>/      report.json, gradcam.nii.gz, overlay.png (+ input/ for DICOM)
 
-- Nothing is mixed: each patient has its own folder (``voxsurv.patient_folders``: injective,
+- Nothing is mixed: each patient has its own folder (``voxsurv.core.patient_folders``: injective,
   readable names), and OUT holds the results of one model only.
 - Nothing is lost: a patient's files are written into a hidden staging folder and renamed into
   place when complete; the tables are replaced atomically, so an interrupted run leaves every
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from voxsurv.errors import InputError
-from voxsurv.patient_folders import patient_folder_name
+from voxsurv.core.errors import InputError
+from voxsurv.core.patient_folders import patient_folder_name
 
 RUN_FILE = "voxsurv_predict.json"
 RUN_FORMAT = "voxsurv-predict-run/1"
@@ -142,7 +142,7 @@ class PredictionFolder:
     def check(self) -> None:
         """Refuse an OUT that is a file, is not writable, holds another model's results or other
         content. Creates nothing."""
-        from voxsurv.output_paths import check_output_folder
+        from voxsurv.core.output_paths import check_output_folder
 
         check_output_folder(self.out)
         if not self.out.is_dir():
@@ -234,7 +234,7 @@ class PredictionFolder:
         if self._replace_other_model:
             self._remove_earlier_results()
         from voxsurv import __version__
-        from voxsurv.jsonfile import write_json_atomic
+        from voxsurv.core.jsonfile import write_json_atomic
 
         write_json_atomic(self.out / RUN_FILE, {
             "format": RUN_FORMAT, "model": self.identity, "voxsurv_version": __version__,
@@ -294,7 +294,7 @@ class PredictionFolder:
     def write_tables(self) -> None:
         import pandas as pd
 
-        from voxsurv.tables import write_csv_atomic
+        from voxsurv.core.tables import write_csv_atomic
 
         write_csv_atomic(pd.DataFrame(list(self.predictions.values()), columns=list(PREDICTION_COLUMNS)),
                          self.out / PREDICTIONS_FILE)
@@ -333,7 +333,7 @@ def prediction_row(report: dict, folder: str, record: dict, previous: dict | Non
 
 def exclusion_row(err: InputError, patient_id: str | None = None) -> dict:
     """An exclusions.csv row of a bad-input error (DICOM UIDs redacted; only the file's name)."""
-    from voxsurv.privacy import redact
+    from voxsurv.core.privacy import redact
 
     pid = patient_id if patient_id is not None else (err.patient_id or "")
     return {"patient_id": pid, "problem": redact(err.problem), "path": Path(err.path).name if err.path else "",

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 from voxsurv.inference.bundle_info import (INFO_FILE, PREPROCESSING_KEYS, InferenceInfo, sha256_file,
                                            tertile_cutoffs)
 

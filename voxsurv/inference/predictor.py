@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from voxsurv.errors import InputError, input_error_in
-from voxsurv.privacy import redact
+from voxsurv.core.errors import InputError, input_error_in
+from voxsurv.core.privacy import redact
 from voxsurv.inference.bundle_info import REPORT_TIMES_DAYS, InferenceInfo, sha256_file, sha256_files
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def read_prediction_manifest(path: str | Path) -> list[dict]:
     ``ct_dir, rtstruct`` (+ ``roi`` per row or ``--roi``); paths relative to the CSV become absolute.
     Survival columns are not needed. A missing column is an error for the whole file; problems of
     single rows are left to the run, which records them and goes on."""
-    from voxsurv.tables import read_csv_table
+    from voxsurv.core.tables import read_csv_table
 
     path = Path(path)
     table = read_csv_table(path, "manifest", dtype=str, keep_default_na=False, skipinitialspace=True)
@@ -293,7 +293,7 @@ class RiskPredictor:
 
         from voxsurv.inference.attention import attention_on_input_grid, risk_and_slice_gradcam
         from voxsurv.inference.overlay import choose_panels, input_slices_at, write_overlay
-        from voxsurv.jsonfile import write_json_atomic
+        from voxsurv.core.jsonfile import write_json_atomic
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

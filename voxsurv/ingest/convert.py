@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 from voxsurv.ingest.dicom_series import pick_ct_series, read_ct_series, scan_series
 from voxsurv.ingest.rtstruct import rasterise, read_rtstruct, select_roi
 
@@ -91,10 +91,10 @@ def convert_batch(manifest: str | Path, out_root: str | Path, roi: str | None = 
     Writes ``out_root/converted.csv`` (a voxsurv manifest: ``patient_id, image, mask`` relative to
     ``out_root`` plus the other columns of the input, e.g. ``time_days, event, cohort``) and
     ``out_root/exclusions.csv`` (``patient_id, problem, path, fix, message``). Returns both tables.
-    Each patient's folder is ``voxsurv.patient_folders.patient_folder_name(patient_id)`` (two ids
+    Each patient's folder is ``voxsurv.core.patient_folders.patient_folder_name(patient_id)`` (two ids
     never share one); ``on_patient(patient_id)`` is called after each patient (progress).
     """
-    from voxsurv.patient_folders import patient_folder_name
+    from voxsurv.core.patient_folders import patient_folder_name
 
     manifest = Path(manifest)
     if not manifest.is_file():

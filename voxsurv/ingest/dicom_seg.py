@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 from voxsurv.ingest.structure_name import match_structure
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 from skimage.draw import polygon
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 from voxsurv.ingest.structure_name import match_structure
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 
 def match_structure(names: Sequence[str], pattern: str, kind: str, listed_as: str,

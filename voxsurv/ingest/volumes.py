@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 log = logging.getLogger(__name__)
 

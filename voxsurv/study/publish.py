@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 log = logging.getLogger(__name__)
 

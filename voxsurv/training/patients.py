@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from custom_transforms.descriptors import DESCRIPTOR_NAMES
-from voxsurv.errors import InputError, input_error_in
+from voxsurv.core.errors import InputError, input_error_in
 from voxsurv.training.distributed import barrier, distributed_ready, is_rank0, say
 from voxsurv.training.stack_cache import PatientStackCache, describe_transform, settings_hash, source_stamp
 

@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 
 def read_csv_table(path: str | Path, what: str = "table", **kwargs):

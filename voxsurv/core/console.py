@@ -54,7 +54,7 @@ class _PlainFormatter(logging.Formatter):
     """``warning: message`` / ``error: message`` (the level in lower case, no time or logger)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        from voxsurv.privacy import redact
+        from voxsurv.core.privacy import redact
 
         return f"{record.levelname.lower()}: {redact(record.getMessage())}"
 
@@ -64,7 +64,7 @@ _HANDLER_TAG = "_voxsurv_console"
 
 def configure(verbose: bool = False, quiet: bool = False) -> None:
     """Set up logging and warnings for one command run (idempotent: replaces its own handler)."""
-    from voxsurv.privacy import RedactingFilter
+    from voxsurv.core.privacy import RedactingFilter
 
     _STATE.update(verbose=bool(verbose), quiet=bool(quiet) and not verbose)
     root = logging.getLogger()

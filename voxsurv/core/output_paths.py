@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 
 def check_output_folder(out: str | Path, option: str = "--out") -> Path:
