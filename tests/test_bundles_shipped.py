@@ -48,7 +48,7 @@ def test_shipped_weights_load_into_the_network_the_metadata_describes(bundle):
     with torch.no_grad():
         out = net(torch.randn(2, info["network"]["in_channels"], info["network"]["img_size"], info["network"]["img_size"]))
     assert out.shape == (2, 1) and torch.isfinite(out).all()
-    from voxelmaps.normalise import MapStatistics
+    from voxsurv.maps.normalise import MapStatistics
 
     assert list(MapStatistics.load(models / "map_statistics.json").names) == info["features"]
     assert "CC BY-NC" in json.dumps(meta["data_licence"]) and "real_radiogenomics_test_" + ("d" if bundle == "pretrain" else "e") in meta["performance"]

@@ -3,8 +3,8 @@ selection errors that say what was meant."""
 
 import pytest
 
-from voxelmaps.features import EXCLUDED, FEATURE_CLASSES, FEATURE_NAMES, resolve_features
-from voxelmaps.settings import MapSettings
+from voxsurv.maps.features import EXCLUDED, FEATURE_CLASSES, FEATURE_NAMES, resolve_features
+from voxsurv.maps.settings import MapSettings
 from voxsurv.core.errors import InputError
 
 

@@ -4,7 +4,7 @@ as one big array would give, stored as JSON and re-applied unchanged."""
 import numpy as np
 import pytest
 
-from voxelmaps.normalise import MapStatistics
+from voxsurv.maps.normalise import MapStatistics
 from voxsurv.core.errors import InputError
 
 

@@ -22,7 +22,7 @@ from monai.transforms import Compose, RandFlipd, RandRotated, Rotate, Rotated
 
 from custom_transforms import (DESCRIPTOR_NAMES, RandTumourSlicesd, TumourDescriptorsd, TumourStack,
                                patient_preprocessing, stack_preprocessing, volume_preprocessing)
-from voxelmaps.normalise import MapStatistics
+from voxsurv.maps.normalise import MapStatistics
 from voxsurv.core.errors import InputError, input_error_in
 
 FEATURES = ["firstorder_Mean", "glcm_Contrast", "glszm_ZoneEntropy"]

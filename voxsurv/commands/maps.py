@@ -65,7 +65,7 @@ def register(sub) -> None:
 
 
 def _settings(args):
-    from voxelmaps.settings import MapSettings
+    from voxsurv.maps.settings import MapSettings
     from voxsurv.commands import window_bounds
 
     return MapSettings(radius=args.radius, bin_width=args.bin_width, bin_count=args.bin_count,
@@ -104,7 +104,7 @@ def _run_cohort(args) -> int:
     <out>/maps: cached maps lie on the bundles' grid, and bundles given that cache read them."""
     from pathlib import Path
 
-    from voxelmaps.features import resolve_features
+    from voxsurv.maps.features import resolve_features
     from voxsurv.core.console import progress_bar, warn
     from voxsurv.core.output_paths import check_output_folder
     from voxsurv.core.tables import read_csv_table
@@ -113,7 +113,7 @@ def _run_cohort(args) -> int:
     read_csv_table(args.manifest, "manifest")  # encoding / format errors, before any work
     features = resolve_features(args.features)
     from custom_transforms.pipeline import volume_preprocessing
-    from voxelmaps.cohort import RecordReader, run_cohort
+    from voxsurv.maps.cohort import RecordReader, run_cohort
     from voxsurv.ingest.volumes import check_image_mask
     from voxsurv.manifest import load_manifest
 
@@ -125,7 +125,7 @@ def _run_cohort(args) -> int:
     log.info("maps for %d patients -> %s (%s backend, %d features)", len(records), args.out,
              args.backend, len(features))
     bar = progress_bar(total=len(records), desc="maps", unit="patient")
-    runner_log = logging.getLogger("voxelmaps.cohort")
+    runner_log = logging.getLogger("voxsurv.maps.cohort")
     handler, level = _CohortProgress(bar), runner_log.level
     runner_log.addHandler(handler)
     runner_log.setLevel(min(level or logging.INFO, logging.INFO))
@@ -192,7 +192,7 @@ def _run_patient(args) -> int:
     import os
     from pathlib import Path
 
-    from voxelmaps.features import resolve_features
+    from voxsurv.maps.features import resolve_features
     from voxsurv.core.console import Steps
     from voxsurv.core.errors import InputError, input_error_in
     from voxsurv.ingest.volumes import check_image_mask
@@ -247,7 +247,7 @@ def _run_patient(args) -> int:
     if montage:
         chosen = args.png_maps.split(",") if args.png_maps else \
             [n for n in DEFAULT_PNG_MAPS if n in names] or names[:8]
-        from voxelmaps.montage import draw_montage
+        from voxsurv.maps.montage import draw_montage
 
         with steps.step(f"drawing the montage of {len(chosen)} maps"):
             tmp = montage.with_name(f".{montage.name}.partial.png")

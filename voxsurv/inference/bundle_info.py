@@ -58,7 +58,7 @@ class InferenceInfo:
 
     Args:
         features: selected map names, in channel order (channels 1..F; 0 is the CT, F+1 the mask).
-        map_statistics: ``voxelmaps.normalise.MapStatistics.to_dict()`` fitted on the training cohort.
+        map_statistics: ``voxsurv.maps.normalise.MapStatistics.to_dict()`` fitted on the training cohort.
         network: keyword arguments of ``networks.VisionMambaSurv`` (one member), with
             ``in_channels``, ``img_size``, ``pooling`` and ``n_descriptors`` (> 0: anchored).
         n_members: members of the ``networks.SurvivalEnsemble`` in ``models/model.pt`` (1: one network).
@@ -108,7 +108,7 @@ class InferenceInfo:
     def statistics(self):
         """The MapStatistics object of the selected maps (for stack_preprocessing); None for a
         network without maps (CT + mask only)."""
-        from voxelmaps.normalise import MapStatistics
+        from voxsurv.maps.normalise import MapStatistics
 
         if not self.features:
             return None

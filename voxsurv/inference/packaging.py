@@ -177,7 +177,7 @@ def package(weights: str | Path, bundle: str | Path, manifest: str | Path, map_s
         provenance: extra entries for the info's provenance (study row, command, licences ...).
     """
     from survival.calibration import breslow_baseline
-    from voxelmaps.normalise import MapStatistics
+    from voxsurv.maps.normalise import MapStatistics
 
     bundle = Path(bundle)
     if not (bundle / "configs" / "inference.yaml").is_file():

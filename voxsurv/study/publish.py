@@ -142,7 +142,7 @@ def publish(run: str | Path, repo: str | Path | None = None, manifest: str | Pat
             version: str = "0.3.0", allow_smoke: bool = False) -> dict:
     """Copy (d) and (e) + their statistics into the bundles and package (e) for inference.
     `allow_smoke` (tests only) accepts a smoke run, published into a copy of the repository."""
-    from voxelmaps.normalise import MapStatistics
+    from voxsurv.maps.normalise import MapStatistics
     from voxsurv.inference.packaging import package_training_output
 
     run, repo = Path(run), Path(repo) if repo else _repo()

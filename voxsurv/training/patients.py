@@ -232,7 +232,7 @@ class SurvivalPatients:
     def map_statistics(self):
         """The MapStatistics in use (None when there are no maps): loaded or fitted on the
         training patients (cached by the training patients' files), saved to output_dir."""
-        from voxelmaps.normalise import MapStatistics
+        from voxsurv.maps.normalise import MapStatistics
 
         if self._statistics_ready:
             return self._statistics
@@ -270,7 +270,7 @@ class SurvivalPatients:
         return stats
 
     def _fit_statistics(self, rows):
-        from voxelmaps.normalise import MapStatistics
+        from voxsurv.maps.normalise import MapStatistics
 
         ds = self._volume_dataset(rows)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from voxelmaps.features import FEATURE_CLASSES, family_features
+from voxsurv.maps.features import FEATURE_CLASSES, family_features
 
 FEATURES: tuple[str, ...] = FEATURE_CLASSES["glrlm"]
 

@@ -15,9 +15,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from voxelmaps.features import by_class, resolve_features
-from voxelmaps.inputs import check_inputs
-from voxelmaps.settings import MapSettings
+from voxsurv.maps.features import by_class, resolve_features
+from voxsurv.maps.inputs import check_inputs
+from voxsurv.maps.settings import MapSettings
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def compute_pyradiomics_maps(image, mask, spacing, features: str | Iterable[str]
         image: (z, y, x) CT in HU. Clipped to `settings.window` here.
         mask: (z, y, x) ROI, > 0 inside.
         spacing: voxel size in mm in the array's axis order (z, y, x).
-        features: names or classes (see `voxelmaps.features.resolve_features`); None = all 90.
+        features: names or classes (see `voxsurv.maps.features.resolve_features`); None = all 90.
         settings: MapSettings (defaults: the paper's).
         voxel_batch: PyRadiomics `voxelBatch` (voxels per batch; -1 all at once). Changes memory,
             not values.

@@ -18,8 +18,8 @@ import inspect
 import numpy as np
 import torch
 
-from voxelmaps.features import FEATURE_NAMES
-from voxelmaps.torch_engine.common import discretise_roi, kernel_patches, voxel_batches
+from voxsurv.maps.features import FEATURE_NAMES
+from voxsurv.maps.torch_engine.common import discretise_roi, kernel_patches, voxel_batches
 
 __all__ = ["FAMILIES", "compute_torch_maps"]
 
@@ -34,12 +34,12 @@ DEFAULT_VOXEL_BATCH = {"cpu": 4096, "cuda": 131072}
 
 def _family(name: str):
     try:
-        return importlib.import_module(f"voxelmaps.torch_engine.{name}")
+        return importlib.import_module(f"voxsurv.maps.torch_engine.{name}")
     except ModuleNotFoundError as err:
-        if err.name != f"voxelmaps.torch_engine.{name}":
+        if err.name != f"voxsurv.maps.torch_engine.{name}":
             raise
         raise NotImplementedError(
-            f"the torch engine has no {name} family yet (voxelmaps/torch_engine/{name}.py); "
+            f"the torch engine has no {name} family yet (voxsurv.maps/torch_engine/{name}.py); "
             f"use backend='pyradiomics' for {name} maps or leave the {name} features out") from err
 
 
@@ -67,7 +67,7 @@ def compute_torch_maps(image, mask, spacing=(5.0, 1.0, 1.0), features=None, radi
         spacing: voxel size (z, y, x) in mm. No map of this set depends on it (TotalEnergy, the
             only spacing-dependent first-order feature, is not computed); kept for the API.
         features: '<class>_<Feature>' names (PyRadiomics spelling, e.g. 'glcm_Contrast');
-            None = all 90 of ``voxelmaps.features.FEATURE_NAMES``.
+            None = all 90 of ``voxsurv.maps.features.FEATURE_NAMES``.
         radius: in-plane kernel radius (1 -> 3 x 3), per axial slice (array axis 0).
         bin_width: fixed bin width (PyRadiomics ``binWidth``), edges at multiples of it.
         bin_count: fixed number of bins instead (PyRadiomics ``binCount``); wins when set.

@@ -5,17 +5,17 @@ reference; `FEATURE_NAMES` the 90 names; `MapSettings` the parameters; `MapStati
 cohort z-score + binning applied before the network.
 """
 
-from voxelmaps.api import BACKENDS, compute_maps
-from voxelmaps.features import FEATURE_CLASSES, FEATURE_NAMES, resolve_features
-from voxelmaps.settings import MapSettings
+from voxsurv.maps.api import BACKENDS, compute_maps
+from voxsurv.maps.features import FEATURE_CLASSES, FEATURE_NAMES, resolve_features
+from voxsurv.maps.settings import MapSettings
 
 __all__ = ["BACKENDS", "FEATURE_CLASSES", "FEATURE_NAMES", "MapSettings", "MapStatistics",
            "compute_maps", "resolve_features"]
 
 
-def __getattr__(name):  # MapStatistics lazily, so importing voxelmaps stays light
+def __getattr__(name):  # MapStatistics lazily, so importing voxsurv.maps stays light
     if name == "MapStatistics":
-        from voxelmaps.normalise import MapStatistics
+        from voxsurv.maps.normalise import MapStatistics
 
         return MapStatistics
-    raise AttributeError(f"module 'voxelmaps' has no attribute {name!r}")
+    raise AttributeError(f"module 'voxsurv.maps' has no attribute {name!r}")

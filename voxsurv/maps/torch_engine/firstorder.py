@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from voxelmaps.features import FEATURE_CLASSES, family_features
-from voxelmaps.torch_engine.common import kernel_order
+from voxsurv.maps.features import FEATURE_CLASSES, family_features
+from voxsurv.maps.torch_engine.common import kernel_order
 
 FEATURES: tuple[str, ...] = FEATURE_CLASSES["firstorder"]
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxelmaps.settings import MapSettings
+from voxsurv.maps.settings import MapSettings
 from voxsurv.core.errors import InputError
 
 __all__ = ["CACHE_FORMAT", "MapsCache", "cache_key"]

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from voxelmaps.features import FEATURE_CLASSES, family_features
-from voxelmaps.torch_engine.kernel_neighbours import (
+from voxsurv.maps.features import FEATURE_CLASSES, family_features
+from voxsurv.maps.torch_engine.kernel_neighbours import (
     OFFSETS_2D, check_levels, distinct_key_sum, in_chunks, neighbour_shifts, position_major,
 )
 

@@ -125,7 +125,7 @@ def resolve_features(names_or_classes: str | Iterable[str] | None = None) -> lis
                 f"unknown radiomics feature {item!r}{why}",
                 fix=(f"did you mean {', '.join(close)}?" if close else
                      f"use one of the classes {', '.join(FEATURE_CLASSES)} or a name listed in "
-                     "voxelmaps.features.FEATURE_NAMES"))
+                     "voxsurv.maps.features.FEATURE_NAMES"))
     return list(wanted)
 
 

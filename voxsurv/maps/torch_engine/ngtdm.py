@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from voxelmaps.features import FEATURE_CLASSES, family_features
-from voxelmaps.torch_engine.kernel_neighbours import (
+from voxsurv.maps.features import FEATURE_CLASSES, family_features
+from voxsurv.maps.torch_engine.kernel_neighbours import (
     check_levels, group_stats, in_chunks, neighbour_shifts, position_major, position_pairs,
 )
 

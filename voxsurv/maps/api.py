@@ -1,7 +1,7 @@
 """One entry point for voxel-level radiomics maps, whatever the backend.
 
 `compute_maps` clips the CT to the HU window, then dispatches to the `torch` engine
-(`voxelmaps.torch_engine`, fast, CPU/CUDA) or to `pyradiomics` (the slow reference). Both return
+(`voxsurv.maps.torch_engine`, fast, CPU/CUDA) or to `pyradiomics` (the slow reference). Both return
 the same thing: a channel-first (F, z, y, x) array with NaN outside the ROI and the channel names.
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from voxelmaps.features import resolve_features
-from voxelmaps.settings import MapSettings
+from voxsurv.maps.features import resolve_features
+from voxsurv.maps.settings import MapSettings
 from voxsurv.core.errors import InputError
 
 BACKENDS = ("torch", "pyradiomics")
@@ -55,7 +55,7 @@ def compute_maps(image, mask, spacing, features: str | Iterable[str] | None = No
     if settings.window is not None:
         image = np.clip(image.astype(np.float64), *settings.window)
     if backend == "pyradiomics":
-        from voxelmaps.pyradiomics_backend import compute_pyradiomics_maps
+        from voxsurv.maps.pyradiomics_backend import compute_pyradiomics_maps
 
         return compute_pyradiomics_maps(image, mask, spacing, names, settings,
                                         voxel_batch=-1 if voxel_batch is None else voxel_batch)
@@ -65,7 +65,7 @@ def compute_maps(image, mask, spacing, features: str | Iterable[str] | None = No
 
 
 def _torch_maps(image, mask, spacing, names, settings: MapSettings, device, voxel_batch):
-    from voxelmaps.inputs import check_inputs
+    from voxsurv.maps.inputs import check_inputs
 
     image, roi, spacing = check_inputs(image, mask, spacing)
     if not (settings.force2d and settings.masked_kernel):
@@ -75,7 +75,7 @@ def _torch_maps(image, mask, spacing, names, settings: MapSettings, device, voxe
     try:
         import torch
 
-        from voxelmaps.torch_engine import compute_torch_maps
+        from voxsurv.maps.torch_engine import compute_torch_maps
     except ImportError as exc:
         raise InputError(f"the torch engine is not available ({exc})",
                          fix="use backend='pyradiomics'") from exc

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from voxelmaps.features import FEATURE_NAMES
-from voxelmaps.settings import MapSettings
+from voxsurv.maps.features import FEATURE_NAMES
+from voxsurv.maps.settings import MapSettings
 
 #: IBSI digital phantom configuration: integer grey levels used as they are.
 PHANTOM_SETTINGS = MapSettings(radius=1, bin_width=1.0, window=None)
@@ -69,7 +69,7 @@ def per_slice_texture(image, mask, spacing, features, backend: str = "pyradiomic
                       settings: MapSettings = PHANTOM_SETTINGS) -> dict[str, float]:
     """IBSI 2D values through voxel maps: radius >= slice size, so each map value is its slice's
     whole-ROI value; one ROI voxel per slice, averaged over the slices that hold ROI voxels."""
-    from voxelmaps.api import compute_maps, make_settings
+    from voxsurv.maps.api import compute_maps, make_settings
 
     radius = int(max(image.shape[1:]))
     maps, names = compute_maps(image, mask, spacing, features, backend=backend,
@@ -86,7 +86,7 @@ def digital_phantom_table(ibsi_dir: str | Path, texture_backend: str = "pyradiom
     """One row per feature of the 90: IBSI tag, reference, tolerance, our value, the value after
     known conversions, |difference| relative to the reference, match (within the IBSI
     tolerance, or to the reference's 3 significant digits when its tolerance is 0), note."""
-    from voxelmaps.pyradiomics_backend import compute_pyradiomics_roi_features
+    from voxsurv.maps.pyradiomics_backend import compute_pyradiomics_roi_features
 
     image, mask, spacing = load_phantom(ibsi_dir)
     ref, mapping = load_reference(ibsi_dir)
