@@ -122,6 +122,6 @@ def test_evaluate_warns_when_the_test_set_is_too_small_for_a_c_index_ci(tmp_path
 
 @pytest.mark.parametrize("n, events, warned", [(19, 12, True), (20, 10, False), (30, 9, True), (100, 60, False)])
 def test_the_small_sample_rule(n, events, warned):
-    from survival.sample_checks import c_index_ci_warning
+    from voxsurv.stats.sample_checks import c_index_ci_warning
 
     assert (c_index_ci_warning(n, events) is not None) is warned

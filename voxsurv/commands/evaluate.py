@@ -70,10 +70,10 @@ def predictions_file(value: str, role: str):
 def run(args) -> int:
     import json
 
-    from survival import figures as F
-    from survival.evaluation import evaluate, predictions_with_groups, read_predictions
-    from survival.report import write_report
-    from survival.sample_checks import sample_warnings, shared_patients
+    from voxsurv.stats import figures as F
+    from voxsurv.stats.evaluation import evaluate, predictions_with_groups, read_predictions
+    from voxsurv.stats.report import write_report
+    from voxsurv.stats.sample_checks import sample_warnings, shared_patients
     from voxsurv.commands import check_output_folder, refuse_to_replace, staged_outputs
     from voxsurv.core.console import warn
     from voxsurv.core.errors import InputError

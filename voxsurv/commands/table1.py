@@ -27,7 +27,7 @@ OUTPUTS = ("table1.csv", "table1.html")
 def run(args) -> int:
     from pathlib import Path
 
-    from survival.table1 import characteristics_table, table_to_html
+    from voxsurv.stats.table1 import characteristics_table, table_to_html
     from voxsurv.commands import check_output_folder, refuse_to_replace
     from voxsurv.core.errors import InputError
     from voxsurv.core.tables import read_csv_table, write_csv_atomic, write_text_atomic

@@ -19,7 +19,7 @@ import warnings
 from contextlib import contextmanager
 
 #: our own packages: their warnings are shown by default, library warnings only with --verbose
-OWN_PACKAGES = ("voxsurv", "survival", "custom_transforms", "networks")
+OWN_PACKAGES = ("voxsurv", "custom_transforms", "networks")
 
 _STATE = {"verbose": False, "quiet": False, "progress": None}
 

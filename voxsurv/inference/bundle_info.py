@@ -115,8 +115,8 @@ class InferenceInfo:
         return MapStatistics.from_dict(self.map_statistics).select(self.features)
 
     def breslow(self):
-        """The survival.calibration.BreslowBaseline object."""
-        from survival.calibration import BreslowBaseline
+        """The voxsurv.stats.calibration.BreslowBaseline object."""
+        from voxsurv.stats.calibration import BreslowBaseline
 
         b = self.baseline
         return BreslowBaseline(np.asarray(b["event_times"], dtype=float),

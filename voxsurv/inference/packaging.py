@@ -176,7 +176,7 @@ def package(weights: str | Path, bundle: str | Path, manifest: str | Path, map_s
         torchscript: also export ``models/model.ts``.
         provenance: extra entries for the info's provenance (study row, command, licences ...).
     """
-    from survival.calibration import breslow_baseline
+    from voxsurv.stats.calibration import breslow_baseline
     from voxsurv.maps.normalise import MapStatistics
 
     bundle = Path(bundle)

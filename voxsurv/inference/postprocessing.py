@@ -140,7 +140,7 @@ class TrainingRiskRanged(MapTransform):
 
 class SurvivalAtTimesd(MapTransform):
     """Predicted survival S(t | risk) = exp(-H0(t) exp(risk)) at ``times`` (days) with the
-    training patients' Breslow baseline H0 (survival.calibration.BreslowBaseline, step function).
+    training patients' Breslow baseline H0 (voxsurv.stats.calibration.BreslowBaseline, step function).
     Times beyond the training follow-up give None (the baseline is unknown there).
 
     Args:

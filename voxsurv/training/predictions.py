@@ -35,7 +35,7 @@ def anchor_offsets(network, descriptors: np.ndarray) -> np.ndarray:
 
 def patient_predictions(patient_table: dict | None, patients, network=None):
     """Prediction table from a patient-level metric's gathered arrays (`patient_number`, `risk`,
-    ...; survival.handlers.PatientConcordanceMetric.patient_table) and the data module's patient
+    ...; voxsurv.training.concordance.PatientConcordanceMetric.patient_table) and the data module's patient
     table (SurvivalPatients.table())."""
     import pandas as pd
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from survival.kaplan_meier import MedianSurvival, median_survival
-from survival.validation import check_survival
+from voxsurv.stats.kaplan_meier import MedianSurvival, median_survival
+from voxsurv.stats.validation import check_survival
 from voxsurv.core.errors import InputError
 
 

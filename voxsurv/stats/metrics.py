@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from survival.validation import check_survival
+from voxsurv.stats.validation import check_survival
 from voxsurv.core.errors import InputError
 
 

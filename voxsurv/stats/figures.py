@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from survival.kaplan_meier import kaplan_meier
+from voxsurv.stats.kaplan_meier import kaplan_meier
 
 COLOURS = {"low": "#1f77b4", "high": "#d62728", "model": "#2ca02c", "all": "#7f7f7f",
            "none": "#000000", "died": "#d62728", "alive": "#1f77b4"}
@@ -44,7 +44,7 @@ def save_figure(fig: Figure, stem) -> list[Path]:
 
 def plot_td_roc(aucs) -> Figure:
     """Time-dependent (cumulative/dynamic) ROC curves, one per time point, AUCs in the legend.
-    `aucs`: `survival.metrics.TimeDependentAUC` results computed with `with_curve=True`."""
+    `aucs`: `voxsurv.stats.metrics.TimeDependentAUC` results computed with `with_curve=True`."""
     fig = Figure(figsize=(5.2, 5.0))
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="chance (AUC 0.50)")
@@ -107,7 +107,7 @@ def plot_risk_density(risk, event, cutoff: float | None = None) -> Figure:
 def plot_km_groups(time, event, tier, split=None, at_risk_times=None, xmax=None) -> Figure:
     """Kaplan-Meier curves of the low- and high-risk groups with 95% CI bands (R's log band),
     censoring ticks, a numbers-at-risk table, and HR / log-rank P / medians from `split`
-    (a `survival.risk_groups.MedianSplitResult`)."""
+    (a `voxsurv.stats.risk_groups.MedianSplitResult`)."""
     time = np.asarray(time, dtype=float)
     event = np.asarray(event).astype(bool)
     tier = np.asarray(tier).astype(int)
@@ -165,7 +165,7 @@ def plot_km_groups(time, event, tier, split=None, at_risk_times=None, xmax=None)
 
 def plot_calibration(result) -> Figure:
     """Predicted vs observed (KM, 95% CI) survival at t per quantile group, identity line, MAE.
-    `result`: `survival.calibration.CalibrationResult`."""
+    `result`: `voxsurv.stats.calibration.CalibrationResult`."""
     g = result.groups
     fig = Figure(figsize=(5.0, 5.0))
     ax = fig.add_subplot()
@@ -189,7 +189,7 @@ def plot_calibration(result) -> Figure:
 
 def plot_decision_curve(curve, t: float) -> Figure:
     """Net benefit of the model (treat if 1 - S(t|x) >= threshold), treat-all and treat-none.
-    `curve`: DataFrame from `survival.decision_curve.decision_curve`."""
+    `curve`: DataFrame from `voxsurv.stats.decision_curve.decision_curve`."""
     fig = Figure(figsize=(6.0, 4.2))
     ax = fig.add_subplot()
     x = curve.threshold.to_numpy()

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from survival.kaplan_meier import kaplan_meier
-from survival.validation import check_survival
+from voxsurv.stats.kaplan_meier import kaplan_meier
+from voxsurv.stats.validation import check_survival
 from voxsurv.core.errors import InputError
 
 

@@ -1,6 +1,6 @@
 """The paper's evaluation of one risk score: every statistic, from a predictions table and the
 reference (training) table of the same model. Numbers only; files are written by
-`voxsurv evaluate` (figures: `survival.figures`, HTML: `survival.report`).
+`voxsurv evaluate` (figures: `voxsurv.stats.figures`, HTML: `voxsurv.stats.report`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from survival.calibration import (BreslowBaseline, CalibrationResult, breslow_baseline,
+from voxsurv.stats.calibration import (BreslowBaseline, CalibrationResult, breslow_baseline,
                                   default_calibration_times, grouped_calibration)
-from survival.decision_curve import DEFAULT_THRESHOLDS, decision_curve
-from survival.metrics import ConcordanceResult, TimeDependentAUC, cumulative_dynamic_auc, harrell_c_bootstrap
-from survival.risk_groups import MedianSplitResult, median_cutoff, median_split, risk_tier
+from voxsurv.stats.decision_curve import DEFAULT_THRESHOLDS, decision_curve
+from voxsurv.stats.metrics import ConcordanceResult, TimeDependentAUC, cumulative_dynamic_auc, harrell_c_bootstrap
+from voxsurv.stats.risk_groups import MedianSplitResult, median_cutoff, median_split, risk_tier
 from voxsurv.core.errors import InputError
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from survival.validation import check_survival
+from voxsurv.stats.validation import check_survival
 
 
 @dataclass

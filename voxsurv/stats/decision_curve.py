@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from survival.validation import check_survival
+from voxsurv.stats.validation import check_survival
 from voxsurv.core.errors import InputError
 
 DEFAULT_THRESHOLDS = np.round(np.arange(0.01, 1.0, 0.01), 2)

@@ -8,7 +8,7 @@ CI of the difference is the honest one (Harrell's `rcorrp.cens` idea; as R's `bo
 statistic returning C_a - C_b, with `boot.ci(type = "perc")`).
 
 Convention (stated once, used everywhere in the study):
-  * delta = C(risk_a) - C(risk_b), Harrell's C as `survival.metrics.harrell_c` (higher risk =
+  * delta = C(risk_a) - C(risk_b), Harrell's C as `voxsurv.stats.metrics.harrell_c` (higher risk =
     shorter survival; tied risks count 1/2; tied event times not comparable);
   * `n_resamples` (default 1000) resamples of the patients with replacement, drawn at once as
     `numpy.random.default_rng(seed).integers(0, n, size=(n_resamples, n))`;
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from survival.metrics import _concordance_matrices, harrell_c
-from survival.validation import check_survival
+from voxsurv.stats.metrics import _concordance_matrices, harrell_c
+from voxsurv.stats.validation import check_survival
 from voxsurv.core.errors import InputError
 
 
@@ -68,7 +68,7 @@ def paired_bootstrap_c(time, event, risk_a, risk_b, n_resamples: int = 1000, see
                        level: float = 0.95, label_a: str = "a", label_b: str = "b") -> PairedConcordanceResult:
     """C(risk_a) - C(risk_b) on the same patients with a paired percentile bootstrap CI.
 
-    Vectorised like `survival.metrics.harrell_c_bootstrap`: a replicate is a vector of patient
+    Vectorised like `voxsurv.stats.metrics.harrell_c_bootstrap`: a replicate is a vector of patient
     multiplicities w, and C = w'Aw / w'Bw with A the concordant and B the comparable pair matrix
     of each score (B is shared: it depends on time and event only).
     """
