@@ -100,7 +100,7 @@ def test_shipped_finetuned_model_reproduces_committed_study_risks(lung_crops, tm
     """Two test patients of row (e): the inference bundle (its own maps + slicing pipeline) gives
     the risks the study wrote (the study read maps from its cohort cache: small differences)."""
     from voxsurv.inference.predictor import RiskPredictor
-    from voxsurv.manifest import load_manifest
+    from voxsurv.data.manifest import load_manifest
 
     _skip_while_inference_weights_are_per_slice()
     manifest = load_manifest(lung_crops / "manifest.csv").set_index("patient_id")

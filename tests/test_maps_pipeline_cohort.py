@@ -19,7 +19,7 @@ from maps_pipeline_helpers import crop_patient, write_manifest
 from voxsurv.maps.cache import MapsCache
 from voxsurv.maps.cohort import RecordReader, run_cohort
 from voxsurv.maps.features import resolve_features
-from voxsurv.ingest.volumes import check_image_mask
+from voxsurv.data.ingest.volumes import check_image_mask
 
 REPO = Path(__file__).resolve().parents[1]
 FEATURES = "glcm_Contrast,glszm_ZoneEntropy,ngtdm"  # no first-order: its per-voxel percentiles are slow

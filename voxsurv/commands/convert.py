@@ -38,7 +38,7 @@ def run(args) -> int:
 
         table = read_csv_table(args.manifest, "conversion manifest")
         refuse_to_replace(out, ["converted.csv"], args.overwrite)
-        from voxsurv.ingest.convert import convert_batch
+        from voxsurv.data.ingest.convert import convert_batch
 
         bar = progress_bar(total=len(table), desc="convert", unit="patient")
         converted, excluded = convert_batch(args.manifest, out, roi=args.roi,
@@ -57,7 +57,7 @@ def run(args) -> int:
     if not (args.ct_dir and args.roi and (bool(args.rtstruct) != bool(args.seg))):
         raise UsageError("give --ct-dir, --roi and one of --rtstruct/--seg (or --manifest)")
     refuse_to_replace(out, OUTPUTS, args.overwrite)
-    from voxsurv.ingest.convert import convert_patient
+    from voxsurv.data.ingest.convert import convert_patient
 
     with staged_outputs(out) as stage:
         res = convert_patient(args.ct_dir, args.rtstruct, args.roi, stage, patient_id=args.patient_id, seg=args.seg)

@@ -21,7 +21,7 @@ def run(args) -> int:
     import sys
 
     from voxsurv.core.errors import InputError, error_line
-    from voxsurv.manifest import ManifestError, load_manifest, manifest_summary
+    from voxsurv.data.manifest import ManifestError, load_manifest, manifest_summary
 
     try:
         df = load_manifest(args.file, check_files=not args.no_files)
@@ -44,7 +44,7 @@ def run(args) -> int:
 
     if args.volumes:
         from voxsurv.core.console import progress_bar
-        from voxsurv.ingest.volumes import check_record
+        from voxsurv.data.ingest.volumes import check_record
 
         bad = []
         for rec in progress_bar(df.to_dict("records"), total=len(df), desc="volumes", unit="patient"):

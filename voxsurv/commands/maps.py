@@ -114,8 +114,8 @@ def _run_cohort(args) -> int:
     features = resolve_features(args.features)
     from custom_transforms.pipeline import volume_preprocessing
     from voxsurv.maps.cohort import RecordReader, run_cohort
-    from voxsurv.ingest.volumes import check_image_mask
-    from voxsurv.manifest import load_manifest
+    from voxsurv.data.ingest.volumes import check_image_mask
+    from voxsurv.data.manifest import load_manifest
 
     chain = volume_preprocessing(features, pixdim=None if args.no_resample else tuple(args.spacing),
                                  maps_backend=args.backend, maps_cache_dir=Path(args.out) / "maps",
@@ -195,7 +195,7 @@ def _run_patient(args) -> int:
     from voxsurv.maps.features import resolve_features
     from voxsurv.core.console import Steps
     from voxsurv.core.errors import InputError, input_error_in
-    from voxsurv.ingest.volumes import check_image_mask
+    from voxsurv.data.ingest.volumes import check_image_mask
     from voxsurv.core.output_paths import check_output_folder, refuse_to_replace, staged_outputs
 
     folder, maps_file, sidecar, montage = _outputs(args)
@@ -213,7 +213,7 @@ def _run_patient(args) -> int:
     import SimpleITK as sitk
 
     from custom_transforms.pipeline import volume_preprocessing
-    from voxsurv.ingest.volumes import to_metatensor
+    from voxsurv.data.ingest.volumes import to_metatensor
 
     chain = volume_preprocessing(names, pixdim=None if args.no_resample else tuple(args.spacing), load=False,
                                  maps_backend=args.backend, maps_settings=settings, maps_device=args.device)

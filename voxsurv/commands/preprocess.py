@@ -47,7 +47,7 @@ def preprocess_patient(image, mask, patient_id: str | None = None, pixdim=(1.0, 
     "patient_id"}`` from custom_transforms.pipeline (volume + stack stage, no maps). InputError
     naming the patient for bad input."""
     from voxsurv.core.errors import input_error_in
-    from voxsurv.ingest.volumes import check_image_mask, to_metatensor
+    from voxsurv.data.ingest.volumes import check_image_mask, to_metatensor
 
     img, msk = check_image_mask(image, mask, patient_id)  # before importing MONAI: bad input fails fast
     from monai.transforms import Compose
@@ -150,7 +150,7 @@ def run(args) -> int:
     if args.manifest:
         if args.image or args.mask:
             raise UsageError("give either --manifest or --image/--mask, not both")
-        from voxsurv.manifest import load_manifest
+        from voxsurv.data.manifest import load_manifest
         from voxsurv.core.patient_folders import patient_folder_name
 
         df = load_manifest(args.manifest)

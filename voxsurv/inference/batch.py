@@ -70,7 +70,7 @@ def check_patient(record: dict, work_dir: Path, roi: str | None) -> dict:
     (NIfTI paths + ``inputs`` fingerprint). DICOM is converted into ``work_dir/input``."""
     pid = record["patient_id"]
     if record.get("ct_dir") or record.get("rtstruct"):
-        from voxsurv.ingest.convert import convert_patient
+        from voxsurv.data.ingest.convert import convert_patient
         from voxsurv.inference.bundle_info import sha256_file
 
         pattern = record.get("roi") or roi
@@ -81,7 +81,7 @@ def check_patient(record: dict, work_dir: Path, roi: str | None) -> dict:
         inputs = {**record["_fingerprint"], "roi": res.roi_name,
                   "converted_image_sha256": sha256_file(res.image_path)}
         return {"patient_id": pid, "image": str(res.image_path), "mask": str(res.mask_path), "inputs": inputs}
-    from voxsurv.ingest.volumes import check_image_mask
+    from voxsurv.data.ingest.volumes import check_image_mask
 
     check_image_mask(record["image"], record["mask"], pid)
     return {"patient_id": pid, "image": record["image"], "mask": record["mask"], "inputs": record["_fingerprint"]}

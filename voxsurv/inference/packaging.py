@@ -123,7 +123,7 @@ def training_patients(manifest: str | Path, splits: list[str] | None = None, pat
     the rows of ``patient_ids``."""
     import pandas as pd
 
-    from voxsurv.manifest import load_manifest
+    from voxsurv.data.manifest import load_manifest
 
     table = load_manifest(manifest)
     if splits_file is not None:

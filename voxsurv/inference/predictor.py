@@ -218,7 +218,7 @@ class RiskPredictor:
         """Check and preprocess one patient (the bundle's ``preprocessing``: the training chain);
         InputError for bad input (converted to an error record by :meth:`prepare_safely`).
         ``work_dir`` receives the converted NIfTI of DICOM input."""
-        from voxsurv.ingest.volumes import check_image_mask
+        from voxsurv.data.ingest.volumes import check_image_mask
 
         pid = record.get("patient_id") or "anonymous"
         start = time.perf_counter()
@@ -257,7 +257,7 @@ class RiskPredictor:
             return float(self.network(x, prepared.descriptors[None].to(self.device)).reshape(-1)[0])
 
     def _convert_dicom(self, record: dict, pid: str, work_dir: Path):
-        from voxsurv.ingest.convert import convert_patient
+        from voxsurv.data.ingest.convert import convert_patient
 
         ct_dir, rtstruct = record.get("ct_dir"), record.get("rtstruct")
         roi = record.get("roi") or self.roi

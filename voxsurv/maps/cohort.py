@@ -38,7 +38,7 @@ INDEX_COLUMNS = ("patient_id", "status", "maps_cache_key", "n_maps", "n_computed
 class RecordReader:
     """One cohort record -> the per-patient chain's output, with an optional file check first.
 
-    ``RecordReader(volume_preprocessing(...), check=voxsurv.ingest.volumes.check_image_mask)``:
+    ``RecordReader(volume_preprocessing(...), check=voxsurv.data.ingest.volumes.check_image_mask)``:
     the check (called as ``check(image_path, mask_path, patient_id)``) turns a missing, truncated
     or mis-registered file into an InputError naming patient and file before MONAI reads it.
     Picklable when ``preprocess`` and ``check`` are (MONAI Compose and module functions are).

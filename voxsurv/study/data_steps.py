@@ -33,7 +33,7 @@ def extract_maps(records: list[dict], cache_dir: str | Path, out_dir: str | Path
     error: the split file already excluded the unusable ones."""
     from custom_transforms.pipeline import volume_preprocessing
     from voxsurv.maps.cohort import RecordReader, run_cohort
-    from voxsurv.ingest.volumes import check_image_mask
+    from voxsurv.data.ingest.volumes import check_image_mask
 
     reader = RecordReader(volume_preprocessing(features, maps_cache_dir=str(cache_dir)), check=check_image_mask)
     rows = run_cohort(records, reader, out_dir, workers=workers, threads=1, progress=True)

@@ -25,7 +25,7 @@ def mask_problem(image_path: str, mask_path: str, patient_id: str,
     `spacing_xyz` by the bundles' own chain, custom_transforms.pipeline.volume_preprocessing), or None."""
     from custom_transforms.pipeline import volume_preprocessing
     from voxsurv.core.errors import input_error_in
-    from voxsurv.ingest.volumes import check_image_mask
+    from voxsurv.data.ingest.volumes import check_image_mask
 
     try:
         check_image_mask(image_path, mask_path, patient_id)

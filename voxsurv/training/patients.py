@@ -1,7 +1,7 @@
 """Manifest -> one training sample per PATIENT: the tumour-slice stack, descriptors and label.
 
 The bundles' data flow, in order:
-1. roles: the manifest (voxsurv.manifest.load_manifest), filtered to a cohort, gives the patients
+1. roles: the manifest (voxsurv.data.manifest.load_manifest), filtered to a cohort, gives the patients
    of each role from its `split` column: "train" = rows with split == `train_split`; "val" = a
    cross-validation fold of those (`fold` = 0..n_folds-1, stratified on event, seeded) or, with
    `fold` = None, the rows with split == `val_split`; "test" = rows with split == `test_split`.
@@ -136,7 +136,7 @@ class SurvivalPatients:
                  finetune_fraction: float = 0.2, map_statistics: str | None = None,
                  features: list[str] | None = None, min_events: int = 1, workers: int = 2,
                  cache_volumes: bool = False, statistics_dirs: list[str] | None = None) -> None:
-        from voxsurv.manifest import load_manifest
+        from voxsurv.data.manifest import load_manifest
 
         self.manifest_path = Path(manifest)
         self.output_dir = Path(output_dir)

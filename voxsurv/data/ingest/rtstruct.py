@@ -18,7 +18,7 @@ from pydicom.errors import InvalidDicomError
 from skimage.draw import polygon
 
 from voxsurv.core.errors import InputError
-from voxsurv.ingest.structure_name import match_structure
+from voxsurv.data.ingest.structure_name import match_structure
 
 log = logging.getLogger(__name__)
 

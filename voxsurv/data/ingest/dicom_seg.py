@@ -12,7 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from voxsurv.core.errors import InputError
-from voxsurv.ingest.structure_name import match_structure
+from voxsurv.data.ingest.structure_name import match_structure
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import pandas as pd
 import SimpleITK as sitk
 
 from voxsurv.core.errors import InputError
-from voxsurv.ingest.dicom_series import pick_ct_series, read_ct_series, scan_series
-from voxsurv.ingest.rtstruct import rasterise, read_rtstruct, select_roi
+from voxsurv.data.ingest.dicom_series import pick_ct_series, read_ct_series, scan_series
+from voxsurv.data.ingest.rtstruct import rasterise, read_rtstruct, select_roi
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def convert_patient(ct_dir: str | Path, rtstruct: str | Path | None, roi: str, o
         contours = select_roi(ds, roi, patient_id, rtstruct)
         name, frame, series_uid = contours.name, contours.frame_of_reference_uid, contours.referenced_series_uid
     else:
-        from voxsurv.ingest.dicom_seg import read_segment, segment_on_grid
+        from voxsurv.data.ingest.dicom_seg import read_segment, segment_on_grid
 
         segment = read_segment(seg, roi, patient_id)
         name, frame, series_uid = segment.label, segment.frame_of_reference_uid, segment.referenced_series_uid
