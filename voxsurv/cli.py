@@ -19,21 +19,11 @@ import sys
 
 from voxsurv import __version__
 from voxsurv import commands as _commands_pkg
+from voxsurv.commands import output_options
 from voxsurv.core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_USAGE, InputError, UsageError
 
 REPORT_BUG = ("internal error: this is a bug in voxsurv {version}, not a problem with your input. Please "
               "report it (the command line and the traceback above) to the voxsurv maintainers.")
-
-
-def output_options() -> argparse.ArgumentParser:
-    """--verbose / --quiet for every sub-command (also accepted before the command name)."""
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("output")
-    g.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                   help="show library warnings and debug logs")
-    g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                   help="no progress and no warnings; errors and results only")
-    return p
 
 
 def build_parser() -> argparse.ArgumentParser:

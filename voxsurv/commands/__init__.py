@@ -21,6 +21,17 @@ from voxsurv.core.errors import InputError
 from voxsurv.core.output_paths import check_output_folder, refuse_to_replace, staged_outputs  # noqa: F401 (re-export)
 
 
+def output_options() -> argparse.ArgumentParser:
+    """--verbose / --quiet for every sub-command (also accepted before the command name)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("output")
+    g.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show library warnings and debug logs")
+    g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="no progress and no warnings; errors and results only")
+    return p
+
+
 def deprecated_alias(parser, old: str, dest: str, new: str, convert=None, **kwargs) -> None:
     """Accept the old option spelling ``old`` for one release: it sets ``dest`` (after
     ``convert(value)``, for a changed meaning) and prints a deprecation warning naming ``new``."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 def register(sub) -> None:
     p = sub.add_parser("manifest", help="check a cohort manifest (CSV) and summarise it")
     msub = p.add_subparsers(dest="manifest_command", metavar="ACTION", required=True)
-    from voxsurv.cli import output_options
+    from voxsurv.commands import output_options
 
     c = msub.add_parser("check", help="validate FILE; print patients per cohort, events and median "
                                       "follow-up, or every problem found (exit 1)", parents=[output_options()])
