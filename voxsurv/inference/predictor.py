@@ -399,22 +399,8 @@ class RiskPredictor:
             "intended_use": "Research use only; not for clinical decisions.",
         }
 
-    # ---- one patient / many ----
+    # ---- one patient (a cohort: voxsurv.inference.batch.predict_patients) ----
     def predict(self, record: dict, out_dir: str | Path) -> dict:
         """One patient; raises InputError for bad input."""
         prepared = self.prepare(record, out_dir)
         return self.infer(prepared, out_dir)
-
-    def predict_manifest(self, manifest: str | Path, out_dir: str | Path, num_workers: int = 2,
-                         overwrite: bool = False):
-        """Every patient of a manifest into ``out_dir`` (see voxsurv.inference.batch: one folder per
-        patient, predictions.csv / exclusions.csv after each patient, resume). Returns the
-        (predictions, exclusions) tables as written."""
-        import pandas as pd
-
-        from voxsurv.inference.batch import predict_patients, read_records
-        from voxsurv.inference.outputs import EXCLUSIONS_FILE, PREDICTIONS_FILE
-
-        summary = predict_patients(read_records(manifest), out_dir, self.bundle, self.checkpoint, str(self.device),
-                                   self.roi, overwrite=overwrite, workers=num_workers, predictor=self)
-        return (pd.read_csv(summary.out / PREDICTIONS_FILE), pd.read_csv(summary.out / EXCLUSIONS_FILE))
