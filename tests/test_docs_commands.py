@@ -46,6 +46,8 @@ NOT_RUN = [
     (r"^(python3 -m venv|/work/deploy-venv|VOXSURV_DEPLOY_PYTHON=|pip wheel|pip install \"holoscan|echo .*wheels|"
      r"monai-deploy )", "MONAI Deploy: its own environment / Docker (tests/test_deploy_app.py runs the app)"),
     (r"^(python -m venv|\. mlabel|pip |monailabel |mkdir -p apps)", "MONAI Label: another environment (numpy < 2)"),
+    (r"^cd dist/|^python -m monai\.bundle run --config_file configs/inference\.yaml", "runs inside an exported "
+     "bundle: tests/test_bundle_export.py exports one and runs this command in a fresh venv"),
     (r"^[A-Z_]+=\S", "a shell variable for the commands that follow it"),
     (r"scripts/(bench_|ibsi_maps_table|screen_maps)", "benchmarks (minutes); numbers are quoted in the docs"),
 ]

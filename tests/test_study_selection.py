@@ -1,6 +1,8 @@
 """Selection on the source (voxsurv.study.selection): pooled out-of-fold C per seed and epoch,
 the chosen epoch and candidate follow the fixed rules, and incomplete folds are an error."""
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -53,6 +55,15 @@ def test_a_missing_fold_is_an_error_not_a_smaller_pool(tmp_path):
     del runs[(1, 0)]
     with pytest.raises(ValueError, match="do not cover"):
         pooled_oof(runs, ids)
+
+
+def test_an_epoch_only_a_resumed_run_evaluated_is_left_out_of_the_pool(tmp_path):
+    runs, ids = _runs(tmp_path)
+    # a run interrupted after epoch 1 and resumed validates once more at its resume point
+    (runs[(1, 1)] / "predictions_val_epoch1.csv").rename(runs[(1, 1)] / "predictions_val_epoch5.csv")
+    shutil.copy(runs[(1, 1)] / "predictions_val_epoch5.csv", runs[(1, 1)] / "predictions_val_epoch1.csv")
+    long = pooled_oof(runs, ids)
+    assert sorted(long.epoch.unique()) == [0, 1, 2]
 
 
 def test_epoch_rule_never_chooses_the_untrained_epoch_and_prefers_the_earlier_tie():

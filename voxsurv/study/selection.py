@@ -44,12 +44,14 @@ def pooled_oof(runs: dict[tuple[int, int], str | Path], source_ids) -> pd.DataFr
     """Long table (seed, epoch, fold, patient_id, risk, image_risk, time_days, event) of the
     validation predictions of fold x seed runs (`runs`: (fold, seed) -> run folder).
 
+    Only epochs that every run evaluated are kept: a run interrupted and resumed from its
+    checkpoint also validates at its resume point (e.g. epoch 39), an epoch no other run has.
     Checks that, for every seed and epoch, the folds predict each source patient exactly once.
     """
-    parts = []
-    for (fold, seed), run_dir in runs.items():
-        for epoch, df in epoch_predictions(run_dir).items():
-            parts.append(df.assign(seed=seed, epoch=epoch, fold=fold))
+    per_run = {key: epoch_predictions(run_dir) for key, run_dir in runs.items()}
+    shared = set.intersection(*(set(p) for p in per_run.values()))
+    parts = [df.assign(seed=seed, epoch=epoch, fold=fold)
+             for (fold, seed), preds in per_run.items() for epoch, df in preds.items() if epoch in shared]
     long = pd.concat(parts, ignore_index=True)
     want = set(map(str, source_ids))
     for (seed, epoch), g in long.groupby(["seed", "epoch"]):
