@@ -159,7 +159,8 @@ def test_bundle_run_gives_the_training_risks_back_and_the_calibration_follows_th
 
     info = InferenceInfo.load(bundle / "models" / "inference_info.json")
     pred = run_bundle(bundle, bundle.parent / "cohort", tmp_path / "out")
-    assert list(pred.columns) == ["patient_id", "risk", "tier", "in_training_range", "s_365", "s_730", "s_1095"]
+    # the same columns, in the same order, as `voxsurv predict` writes (less folder, time, event)
+    assert list(pred.columns) == ["patient_id", "risk", "tier", "s_365", "s_730", "s_1095", "in_training_range"]
     assert list(pred.patient_id) == ["tr0", "tr1", "tr2", "tr3"]
     assert tertile_cutoffs(pred.risk) == pytest.approx(info.tier_cutoffs, abs=1e-6)
     assert [pred.risk.min(), pred.risk.max()] == pytest.approx(info.training_risk_range, abs=1e-6)

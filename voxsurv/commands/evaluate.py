@@ -112,7 +112,7 @@ def run(args) -> int:
                 "Risk score density by outcome": ("risk_density",
                                                   F.plot_risk_density(r, e, ev.metrics["median_split"]["cutoff"])),
                 "Kaplan-Meier by risk group (reference median split)":
-                    ("km_risk_groups", F.plot_km_groups(t, e, ev.tier, ev.split))}
+                    ("km_risk_groups", F.plot_km_groups(t, e, ev.high_risk, ev.split))}
         for ct, cal in ev.calibration.items():
             figs[f"Calibration at {ct:g} d"] = (f"calibration_{ct:g}d", F.plot_calibration(cal))
         for dt, curve in ev.dca.items():

@@ -28,15 +28,20 @@ from pathlib import Path
 
 from voxsurv.core.errors import InputError
 from voxsurv.core.patient_folders import patient_folder_name
+from voxsurv.inference.bundle_info import REPORT_TIMES_DAYS
 
 RUN_FILE = "voxsurv_predict.json"
 RUN_FORMAT = "voxsurv-predict-run/1"
 PREDICTIONS_FILE, EXCLUSIONS_FILE = "predictions.csv", "exclusions.csv"
 #: bump when what a report holds changes: older reports are then recomputed, not resumed
 REPORT_FORMAT = 2
-SURVIVAL_COLUMNS = ("s_365", "s_730", "s_1095")
-PREDICTION_COLUMNS = ("patient_id", "folder", "risk", "tier", *SURVIVAL_COLUMNS, "in_training_range",
-                      "time_days", "event")
+SURVIVAL_COLUMNS = tuple(f"s_{days}" for days in REPORT_TIMES_DAYS)
+#: the columns of every inference predictions.csv, in this order: the bundle's own `monai.bundle run`
+#: writes them (voxsurv.inference.handlers.PredictionsWriter; + ANCHOR_COLUMNS for an anchored
+#: network), `voxsurv predict` writes PREDICT_TABLE_COLUMNS (the same + folder, time_days, event)
+PREDICTION_COLUMNS = ("patient_id", "risk", "tier", *SURVIVAL_COLUMNS, "in_training_range")
+ANCHOR_COLUMNS = ("anchor_offset", "image_risk")
+PREDICT_TABLE_COLUMNS = ("patient_id", "folder", *PREDICTION_COLUMNS[1:], "time_days", "event")
 EXCLUSION_COLUMNS = ("patient_id", "problem", "path", "fix", "message")
 STAGING_PREFIX = ".voxsurv-partial-"
 
@@ -296,7 +301,7 @@ class PredictionFolder:
 
         from voxsurv.core.tables import write_csv_atomic
 
-        write_csv_atomic(pd.DataFrame(list(self.predictions.values()), columns=list(PREDICTION_COLUMNS)),
+        write_csv_atomic(pd.DataFrame(list(self.predictions.values()), columns=list(PREDICT_TABLE_COLUMNS)),
                          self.out / PREDICTIONS_FILE)
         write_csv_atomic(pd.DataFrame(list(self.exclusions.values()), columns=list(EXCLUSION_COLUMNS)),
                          self.out / EXCLUSIONS_FILE)

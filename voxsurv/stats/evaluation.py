@@ -17,7 +17,7 @@ from voxsurv.stats.calibration import (BreslowBaseline, CalibrationResult, bresl
                                   default_calibration_times, grouped_calibration)
 from voxsurv.stats.decision_curve import DEFAULT_THRESHOLDS, decision_curve
 from voxsurv.stats.metrics import ConcordanceResult, TimeDependentAUC, cumulative_dynamic_auc, harrell_c_bootstrap
-from voxsurv.stats.risk_groups import MedianSplitResult, median_cutoff, median_split, risk_tier
+from voxsurv.stats.risk_groups import MedianSplitResult, high_risk_group, median_cutoff, median_split
 from voxsurv.core.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class Evaluation:
     concordance: ConcordanceResult
     td_auc: list[TimeDependentAUC]
     split: MedianSplitResult | None  # None when all patients fall in one group (see metrics)
-    tier: np.ndarray
+    high_risk: np.ndarray
     baseline: BreslowBaseline
     calibration: dict[float, CalibrationResult]
     calibration_skipped: dict[float, str]
@@ -91,9 +91,9 @@ def _clean(value):
     return value
 
 
-def _split_metrics(split, cutoff, tier, reason) -> dict:
+def _split_metrics(split, cutoff, high_risk, reason) -> dict:
     rule = "risk > median risk of the reference (training) data = high"
-    counts = {"cutoff": cutoff, "rule": rule, "n_high": int(tier.sum()), "n_low": int((1 - tier).sum())}
+    counts = {"cutoff": cutoff, "rule": rule, "n_high": int(high_risk.sum()), "n_low": int((1 - high_risk).sum())}
     if split is None:
         return {"logrank": {"chi2": None, "p": None, "df": None, "reason": reason},
                 "hazard_ratio": {"value": None, "ci95": [None, None], "p": None, "reason": reason},
@@ -125,7 +125,7 @@ def evaluate(predictions: pd.DataFrame, reference: pd.DataFrame, times=DEFAULT_T
     conc = harrell_c_bootstrap(t, e, r, n_resamples=n_resamples, seed=seed)
     aucs = cumulative_dynamic_auc(t, e, r, times, rt, re_, with_curve=True)
     cutoff = median_cutoff(rr)
-    tier = risk_tier(r, cutoff)
+    high_risk = high_risk_group(r, cutoff)
     try:
         split, split_reason = median_split(t, e, r, rr), None
     except ValueError as exc:  # InputError (a cohort shift puts everyone on one side), Cox non-convergence
@@ -162,7 +162,7 @@ def evaluate(predictions: pd.DataFrame, reference: pd.DataFrame, times=DEFAULT_T
         "td_auc": {_key(a.time): a.auc for a in aucs},
         "td_auc_detail": {_key(a.time): {"auc": a.auc, "n_cases": a.n_cases, "n_controls": a.n_controls,
                                          "reason": a.reason} for a in aucs},
-        **_split_metrics(split, cutoff, tier, split_reason),
+        **_split_metrics(split, cutoff, high_risk, split_reason),
         "calibration": {_key(ct): {"mae": c.mae, "n_groups": c.n_groups,
                                    "groups": c.groups.to_dict(orient="records")}
                         for ct, c in calibration.items()},
@@ -173,14 +173,14 @@ def evaluate(predictions: pd.DataFrame, reference: pd.DataFrame, times=DEFAULT_T
         "breslow_baseline": {"fitted_on": "reference", "cumulative_hazard": {
             _key(x): float(baseline.cumulative_hazard([x])[0]) for x in sorted({*times, *calibration})}},
     }
-    return Evaluation(predictions, reference, times, conc, aucs, split, tier, baseline, calibration,
+    return Evaluation(predictions, reference, times, conc, aucs, split, high_risk, baseline, calibration,
                       calibration_skipped, dca, dca_skipped, _clean(metrics))
 
 
 def predictions_with_groups(ev: Evaluation) -> pd.DataFrame:
     """The predictions with the risk group and predicted S(t|x) at each evaluated time."""
     out = ev.predictions.copy()
-    out["risk_group"] = np.where(ev.tier == 1, "high", "low")
+    out["risk_group"] = np.where(ev.high_risk == 1, "high", "low")
     for t in sorted({*ev.times, *ev.calibration}):
         h0 = ev.baseline.cumulative_hazard([t])[0]
         if np.isfinite(h0):

@@ -104,13 +104,13 @@ def plot_risk_density(risk, event, cutoff: float | None = None) -> Figure:
     return fig
 
 
-def plot_km_groups(time, event, tier, split=None, at_risk_times=None, xmax=None) -> Figure:
+def plot_km_groups(time, event, high_risk, split=None, at_risk_times=None, xmax=None) -> Figure:
     """Kaplan-Meier curves of the low- and high-risk groups with 95% CI bands (R's log band),
     censoring ticks, a numbers-at-risk table, and HR / log-rank P / medians from `split`
     (a `voxsurv.stats.risk_groups.MedianSplitResult`)."""
     time = np.asarray(time, dtype=float)
     event = np.asarray(event).astype(bool)
-    tier = np.asarray(tier).astype(int)
+    high_risk = np.asarray(high_risk).astype(int)
     xmax = float(xmax if xmax is not None else time.max())
     if at_risk_times is None:
         step = 365.0 if xmax > 3 * 365 else (180.0 if xmax > 540 else max(xmax / 5.0, 1.0))
@@ -121,7 +121,7 @@ def plot_km_groups(time, event, tier, split=None, at_risk_times=None, xmax=None)
     tab = fig.add_subplot(gs[1], sharex=ax)
     groups = [(0, "Low risk", "low"), (1, "High risk", "high")]
     for row, (g, name, key) in enumerate(groups):
-        m = tier == g
+        m = high_risk == g
         if not m.any():
             continue
         km = kaplan_meier(time[m], event[m])

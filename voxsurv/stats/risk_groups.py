@@ -26,8 +26,9 @@ def median_cutoff(reference_risk) -> float:
     return float(np.median(r))
 
 
-def risk_tier(risk, cutoff: float) -> np.ndarray:
-    """1 = high risk (risk > cutoff), 0 = low risk (risk <= cutoff)."""
+def high_risk_group(risk, cutoff: float) -> np.ndarray:
+    """1 = high-risk group (risk > cutoff), 0 = low-risk group (risk <= cutoff). (Not the inference
+    bundle's three tiers: voxsurv.inference.bundle_info.risk_tier.)"""
     return (np.asarray(risk, dtype=float) > cutoff).astype(int)
 
 
@@ -95,7 +96,7 @@ def hazard_ratio(time, event, group) -> HazardRatioResult:
 class MedianSplitResult:
     """Everything the KM figure and the report say about the high/low split."""
     cutoff: float
-    tier: np.ndarray
+    high_risk: np.ndarray
     logrank: LogRankResult
     hazard_ratio: HazardRatioResult
     median_low: MedianSurvival
@@ -103,7 +104,7 @@ class MedianSplitResult:
 
     def summary(self) -> str:
         return (f"split at reference median risk {self.cutoff:.4g}: "
-                f"high n={int(self.tier.sum())}, low n={int((1 - self.tier).sum())}; "
+                f"high n={int(self.high_risk.sum())}, low n={int((1 - self.high_risk).sum())}; "
                 f"{self.hazard_ratio.summary()}; {self.logrank.summary()}")
 
 
@@ -111,11 +112,11 @@ def median_split(time, event, risk, reference_risk) -> MedianSplitResult:
     """High (risk > reference median) vs low risk: log-rank, HR (high vs low), KM medians."""
     time, event, risk = check_survival(time, event, risk, names=("risk",))
     cutoff = median_cutoff(reference_risk)
-    tier = risk_tier(risk, cutoff)
-    if tier.min() == tier.max():
+    high_risk = high_risk_group(risk, cutoff)
+    if high_risk.min() == high_risk.max():
         raise InputError(f"all patients fall in one risk group at the reference median {cutoff:g}",
                          fix="check that the predictions and the reference come from the same model")
-    return MedianSplitResult(cutoff, tier, logrank(time, event, tier),
-                             hazard_ratio(time, event, tier),
-                             median_survival(time[tier == 0], event[tier == 0]),
-                             median_survival(time[tier == 1], event[tier == 1]))
+    return MedianSplitResult(cutoff, high_risk, logrank(time, event, high_risk),
+                             hazard_ratio(time, event, high_risk),
+                             median_survival(time[high_risk == 0], event[high_risk == 0]),
+                             median_survival(time[high_risk == 1], event[high_risk == 1]))
