@@ -37,7 +37,7 @@ def lint_imports(root: Path) -> tuple[subprocess.CompletedProcess, dict[str, str
     env = {"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
     out = subprocess.run([sys.executable, "-c", LINT, "--no-cache", "--no-logo", str(root / "setup.cfg")],
                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
-    status = dict(re.findall(r"^(.+?) (KEPT|BROKEN)$", out.stdout, flags=re.M))
+    status = {name: s for name, s in re.findall(r"^(.+?) (KEPT|BROKEN)(?: \(.*\))?$", out.stdout, flags=re.M)}
     return out, status
 
 
