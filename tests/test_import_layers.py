@@ -120,3 +120,12 @@ def test_only_three_top_level_import_names_are_installed(tmp_path):
     assert on_disk == set(PACKAGES), "a package folder at the top of the checkout that setup.cfg does not ship"
     for gone in ("survival", "voxelmaps"):
         assert not (ROOT / gone).exists()
+
+
+def test_the_architecture_doc_names_every_layer():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    layers = [m.strip() for line in cfg["importlinter:contract:layers"]["layers"].split("\n") for m in line.split("|")]
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    missing = [m for m in layers if m and m != "voxsurv.__main__" and f"`{m}`" not in doc]
+    assert not missing, f"docs/architecture.md's layers table lacks {missing}"
