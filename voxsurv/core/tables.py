@@ -7,10 +7,9 @@ folder + rename, so a reader (or an interrupted run) never sees half a table.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from voxsurv.core.atomic_files import write_atomic
 from voxsurv.core.errors import InputError
 
 
@@ -47,35 +46,10 @@ def _first_non_utf8(path: Path) -> str:
 
 
 def write_csv_atomic(table, path: str | Path) -> Path:
-    """Write a DataFrame as CSV via a temporary file + rename (readable by everyone, like the
-    other outputs)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            table.to_csv(f, index=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write a DataFrame as CSV, atomically (voxsurv.core.atomic_files)."""
+    return write_atomic(path, lambda f: table.to_csv(f, index=False), encoding="utf-8", newline="")
 
 
 def write_text_atomic(text: str, path: str | Path) -> Path:
-    """Write text via a temporary file + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write text, atomically (voxsurv.core.atomic_files)."""
+    return write_atomic(path, lambda f: f.write(text), encoding="utf-8")

@@ -24,14 +24,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from voxsurv.maps.settings import MapSettings
+from voxsurv.core.atomic_files import write_atomic
 from voxsurv.core.errors import InputError
+from voxsurv.maps.settings import MapSettings
 
 __all__ = ["CACHE_FORMAT", "MapsCache", "cache_key"]
 
@@ -54,19 +54,6 @@ def cache_key(image: np.ndarray, mask: np.ndarray, affine: np.ndarray, settings:
     h.update(image.tobytes())
     h.update(roi.tobytes())
     return h.hexdigest()
-
-
-def _write_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class MapsCache:
@@ -103,13 +90,13 @@ class MapsCache:
         image = np.asarray(image, dtype=np.float32)
         roi = (np.asarray(mask) > 0).astype(np.uint8)
         affine = np.asarray(affine, dtype=np.float64)
-        _write_atomic(entry / "image.npy", lambda f: np.save(f, image))
-        _write_atomic(entry / "mask.npy", lambda f: np.save(f, roi))
+        write_atomic(entry / "image.npy", lambda f: np.save(f, image), binary=True)
+        write_atomic(entry / "mask.npy", lambda f: np.save(f, roi), binary=True)
         volume = {"format": CACHE_FORMAT, "key": key, "axes": "x,y,z",
                   "spatial_shape": list(image.shape), "affine": affine.tolist(),
                   "spacing_xyz_mm": np.sqrt((affine[:3, :3] ** 2).sum(axis=0)).tolist(),
                   "roi_voxels": int(roi.sum()), **dict(info or {})}
-        _write_atomic(entry / "volume.json", lambda f: f.write(json.dumps(volume, indent=1).encode()))
+        write_atomic(entry / "volume.json", lambda f: f.write(json.dumps(volume, indent=1).encode()), binary=True)
 
     def write_maps(self, key: str, values: Mapping[str, np.ndarray], store_dtype: str = "float32") -> None:
         """Add maps (name -> (roi_voxels,) values at the mask's voxels) to an entry."""
@@ -121,7 +108,7 @@ class MapsCache:
             v = np.ascontiguousarray(np.asarray(v, dtype=store_dtype))
             if v.shape != (n,):
                 raise ValueError(f"map {name}: expected {n} ROI values, got shape {v.shape}")
-            _write_atomic(folder / f"{name}.npy", lambda f, v=v: np.save(f, v))
+            write_atomic(folder / f"{name}.npy", lambda f, v=v: np.save(f, v), binary=True)
 
     def read_info(self, key: str) -> dict:
         """The entry's volume.json."""
