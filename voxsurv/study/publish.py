@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from voxsurv.core.errors import InputError
+from voxsurv.core.jsonfile import write_json_atomic as write_json
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,17 @@ def _ship(models: Path, weights: Path, stats, features: list[str], row: dict, se
     (stats.select(features) if features else stats).save(models / MAP_STATISTICS)
     info = model_info(state, features, row, settings, {**provenance, "weights_sha256": sha256_file(models / "model.pt"),
                                                        "run_file": str(weights)})
-    (models / MODEL_INFO).write_text(json.dumps(info, indent=1) + "\n")
+    write_json(models / MODEL_INFO, info)
     return info
+
+
+def _seal(models: Path) -> None:
+    """model_info.json's weights_sha256 = the model.pt that ships (packaging re-saves it)."""
+    from voxsurv.inference.bundle_info import sha256_file
+
+    info = json.loads((models / MODEL_INFO).read_text())
+    info["provenance"]["weights_sha256"] = sha256_file(models / "model.pt")
+    write_json(models / MODEL_INFO, info)
 
 
 def _performance(res: dict, key: str, command: str) -> dict:
@@ -123,6 +133,7 @@ def _set_metadata(bundle: Path, real: dict, data_source: str, changelog: str, ve
     if info is not None:  # network_data_format = the shipped network (verify_net_in_out reads it)
         image = meta["network_data_format"]["inputs"]["image"]
         image["num_channels"] = info["network"]["in_channels"]
+        image["spatial_shape"] = [info["network"]["img_size"], info["network"]["img_size"], "*"]
         image["channel_def"] = {str(i): n for i, n in enumerate(info["channels"])}
     perf = {k: v for k, v in meta.get("performance", {}).items() if not k.startswith("real_")}
     perf.pop("note", None)
@@ -135,15 +146,16 @@ def _set_metadata(bundle: Path, real: dict, data_source: str, changelog: str, ve
     meta["intended_use"] = USE
     meta["version"] = version
     meta["changelog"] = {version: changelog, **{k: v for k, v in meta.get("changelog", {}).items() if k != version}}
-    meta_file.write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(meta_file, meta)
 
 
 def publish(run: str | Path, repo: str | Path | None = None, manifest: str | Path | None = None,
             version: str = "0.3.0", allow_smoke: bool = False) -> dict:
     """Copy (d) and (e) + their statistics into the bundles and package (e) for inference.
     `allow_smoke` (tests only) accepts a smoke run, published into a copy of the repository."""
+    from voxsurv.inference.packaging import package, package_training_output
     from voxsurv.maps.normalise import MapStatistics
-    from voxsurv.inference.packaging import package_training_output
+    from voxsurv.study.deep_runs import read_predictions
 
     run, repo = Path(run), Path(repo) if repo else _repo()
     res = _results(run, repo, allow_smoke)
@@ -161,10 +173,23 @@ def publish(run: str | Path, repo: str | Path | None = None, manifest: str | Pat
     e_dir = Path(e["bundle_runs"]["scoring"]["overrides"]["output_dir"])
     out["finetune"] = _ship(repo / "bundles/finetune/models", e_dir / "models" / "model.pt", stats, features, e,
                             _run_settings(e), {**common, "how": e["description"], "pretrained_ensemble": e["ensemble"]})
+    e_provenance = {"study_row": "e", **common, "baseline_and_tiers_from": "the 20 Radiogenomics fine-tune (training) "
+                    "patients of (e) (not the source cohort, not the test split)"}
     info_path = package_training_output(e_dir, repo / "bundles/inference", manifest=manifest, version=version,
-                                        provenance={"study_row": "e", **common,
-                                                    "baseline_and_tiers_from": "the 20 Radiogenomics fine-tune (training) "
-                                                    "patients of (e) (not the source cohort, not the test split)"})
+                                        provenance=e_provenance)
+    # pretrain and finetune carry models/inference_info.json too: their configs/inference.yaml (what
+    # the model zoo's verify_bundle and MONAI Label run) needs it.
+    package_training_output(e_dir, repo / "bundles/finetune", manifest=manifest, version=version,
+                            provenance=e_provenance)
+    d_scored = Path(d["bundle_runs"]["scoring"]["overrides"]["output_dir"])
+    package(repo / "bundles/pretrain/models/model.pt", repo / "bundles/pretrain",
+            manifest or _run_settings(d)["manifest"], map_statistics=repo / "bundles/pretrain/models" / MAP_STATISTICS,
+            features=features, preprocessing=_run_settings(d), version=version,
+            patient_ids=read_predictions(d_scored, "train")["patient_id"].tolist(),
+            provenance={"study_row": "d", **common, "baseline_and_tiers_from": "the Lung1 source patients (d's own "
+                        "training patients: in-sample risks)"})
+    for bundle in ("pretrain", "finetune"):  # packaging re-saves model.pt: the info records the final file
+        _seal(repo / "bundles" / bundle / "models")
     src_txt = "Shipped weights (models/model.pt): trained on real data -- " + LICENCES["lung1"] + "; "
     _set_metadata(repo / "bundles/pretrain", {"real_radiogenomics_test_d": _performance(res, "d", command)},
                   src_txt + "reported on the Radiogenomics test split. The train.yaml default trains on the synthetic "

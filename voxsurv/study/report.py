@@ -134,11 +134,41 @@ def ordered_rows(rows: dict) -> dict:
     return {k: rows[k] for k in ROW_ORDER if k in rows} | {k: v for k, v in rows.items() if k not in ROW_ORDER}
 
 
+SCREENING_FILES = ("screening.csv", "map_correlation.csv", "selection_decisions.csv", "screening_auc.png")
+
+
+def copy_artefacts(run_dir: str | Path, docs_dir: str | Path, res: dict) -> None:
+    """The run's per-row predictions (``real_study_predictions/``: exactly this run's files, stale
+    ones removed), its screening tables and ``selected_maps.json``, so every number in the docs can
+    be recomputed from files in the repository."""
+    import shutil
+
+    run_dir, docs_dir = Path(run_dir), Path(docs_dir)
+    pred = docs_dir / "real_study_predictions"
+    pred.mkdir(parents=True, exist_ok=True)
+    fresh = {p.name for p in (run_dir / "predictions").glob("*.csv")}
+    for old in pred.glob("*.csv"):
+        if old.name not in fresh:
+            old.unlink()
+    for name in sorted(fresh):
+        shutil.copyfile(run_dir / "predictions" / name, pred / name)
+    for name in SCREENING_FILES:
+        if (run_dir / "screening" / name).is_file():
+            shutil.copyfile(run_dir / "screening" / name, docs_dir / name)
+    sc = res["screening"]
+    selected = {"selected": list(sc["selected"]), "rule": sc["rule"], "auc": sc["auc"],
+                "selected_median_abs_r": sc["selected_median_abs_r"], "source": "real_study.json#screening"}
+    (docs_dir / "selected_maps.json").write_text(json.dumps(selected, indent=1) + "\n")
+
+
 def publish(results_json: str, doc_json: str, doc_md: str) -> None:
-    """Copy the run's results.json to `doc_json` and refresh the generated tables in `doc_md`
-    (between the TABLE_START/TABLE_END markers), so the docs' numbers equal the file."""
+    """Copy the run's results.json to `doc_json` (with the run's predictions and screening files
+    beside it) and refresh the generated tables in `doc_md` (between the TABLE_START/TABLE_END
+    markers), so the docs' numbers equal the file."""
     res = json.loads(Path(results_json).read_text())
     Path(doc_json).write_text(json.dumps(res, indent=1))
+    if "screening" in res:
+        copy_artefacts(Path(results_json).parent, Path(doc_json).parent, res)
     md = Path(doc_md).read_text()
     head, rest = md.split(TABLE_START, 1)
     _, tail = rest.split(TABLE_END, 1)
