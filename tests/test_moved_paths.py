@@ -99,7 +99,8 @@ def test_an_old_bundle_config_fails_with_the_new_path(tmp_path):
             "for key in ('bundle_root', 'metric'):\n"
             "    try:\n        p.get_parsed_content(key)\n        print('RESOLVED', key)\n"
             "    except Exception as e:\n"
-            "        msgs = [str(e)]\n        while e.__cause__ is not None:\n            e = e.__cause__; msgs.append(str(e))\n"
+            "        msgs = [str(e)]\n"
+            "        while e.__cause__ is not None:\n            e = e.__cause__; msgs.append(str(e))\n"
             "        print(key, ' | '.join(msgs).replace(chr(10), ' '))")
     out = run_python(code)
     lines = out.stdout.splitlines()
@@ -172,3 +173,16 @@ def test_the_architecture_doc_lists_every_move():
     doc = (ROOT / "docs" / "architecture.md").read_text()
     missing = [old for old in MOVED if f"`{old}`" not in doc and f"`{old.rpartition('.')[2]}`" not in doc]
     assert not missing, f"docs/architecture.md, 'Moved in issue 14', lacks {missing}"
+
+
+def test_upgrade_paths_lists_then_rewrites_an_old_config(tmp_path):
+    old = tmp_path / "config_resolved.json"
+    old.write_text('{"loss": {"_target_": "survival.cox_loss.CoxPartialLikelihoodLoss"}}\n')
+    listed = run_python("from voxsurv.core.upgrade_paths import main; main([%r])" % str(old))
+    assert "survival.cox_loss -> voxsurv.stats.cox_loss (1x)" in listed.stdout, listed.stdout + listed.stderr
+    assert "survival.cox_loss" in old.read_text()  # listing changes nothing
+    out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "voxsurv.core.upgrade_paths", "--write",
+                          str(old)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0 and "1 of 1 file(s) rewritten" in out.stdout, out.stdout + out.stderr
+    assert json.loads(old.read_text()) == {"loss": {"_target_": "voxsurv.stats.cox_loss.CoxPartialLikelihoodLoss"}}

@@ -12,7 +12,7 @@ purpose, and no alias modules are kept), so they fail with a message that names 
   distribution's ``survival`` still wins); for an old path it raises ModuleNotFoundError naming the
   new one. Every bundle config imports ``voxsurv`` first, so ``$import voxsurv.training.runner`` or
   ``_target_: survival.handlers.ConcordanceIndex`` in an old config fails with that message.
-- ``python -m voxsurv.core.renamed FILE...`` lists the old paths in text files (configs, scripts);
+- ``python -m voxsurv.core.upgrade_paths FILE...`` lists the old paths in text files (configs, scripts);
   ``--write`` rewrites them to the new paths.
 
 Content-addressed keys are NOT affected by the move: the stack and maps caches hash transform
@@ -85,7 +85,8 @@ def new_path(old: str) -> str | None:
 def moved_message(old: str) -> str:
     where = f"was split up ({_SPLIT[old]})" if old in _SPLIT else f"moved to {new_path(old)}"
     return (f"{old} {where} when voxsurv was cut into layers (issue 14; docs/architecture.md lists what "
-            f"moved where); rewrite old configs and scripts with `python -m voxsurv.core.renamed --write FILE`")
+            f"moved where); rewrite old configs and scripts with "
+            f"`python -m voxsurv.core.upgrade_paths --write FILE`")
 
 
 def missing_attribute(module: str, name: str) -> AttributeError:
@@ -132,33 +133,3 @@ def rewrite(text: str) -> tuple[str, list[tuple[str, str]]]:
         return new
 
     return _PATTERN.sub(replace, text), found
-
-
-def main(argv=None) -> int:
-    import argparse
-    from pathlib import Path
-
-    from voxsurv.core.tables import write_text_atomic
-
-    p = argparse.ArgumentParser(prog="python -m voxsurv.core.renamed",
-                                description="List (or --write: replace) import paths that moved in issue 14.")
-    p.add_argument("files", nargs="+", help="config files (YAML/JSON), scripts")
-    p.add_argument("--write", action="store_true", help="rewrite the files in place (atomically)")
-    args = p.parse_args(argv)
-    changed = 0
-    for name in args.files:
-        path = Path(name)
-        text, found = rewrite(path.read_text(encoding="utf-8"))
-        for old, new in sorted(set(found)):
-            print(f"{path}: {old} -> {new} ({sum(1 for f in found if f[0] == old)}x)")
-        if found:
-            changed += 1
-            if args.write:
-                write_text_atomic(text, path)
-    verb = "rewritten" if args.write else "to rewrite (pass --write)"
-    print(f"{changed} of {len(args.files)} file(s) {verb}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
