@@ -169,7 +169,10 @@ class SelectiveScanFunction(torch.autograd.Function):
             dy = dout_tm * (z_tm * sig)
         else:
             dy = dout_tm
-        dD = (dy * u_tm).sum((0, 1)) if has_D else None
+        # gradients of A, D and delta_bias (parameters) are skipped when nothing asks for them: Grad-CAM
+        # differentiates activations only, and dA is one of the chunk-sized products per step
+        need_A, need_D, need_bias = ctx.needs_input_grad[2], ctx.needs_input_grad[5], ctx.needs_input_grad[7]
+        dD = (dy * u_tm).sum((0, 1)) if has_D and need_D else None
         du = dy * D if has_D else torch.zeros_like(u_tm)
 
         delta_in = delta_raw_tm + delta_bias if has_bias else delta_raw_tm
@@ -178,7 +181,7 @@ class SelectiveScanFunction(torch.autograd.Function):
         ddelta = torch.empty_like(delta_tm)
         dB = torch.empty_like(B_tm)
         dC = torch.empty_like(C_tm)
-        dA = torch.zeros_like(A)
+        dA = torch.zeros_like(A) if need_A else None
         A_log2e = _times_log2e(A)
         starts = list(range(0, length, chunk))
         carry = None  # exp(delta_{t+1} A) * g_{t+1} entering the chunk from the right
@@ -207,7 +210,8 @@ class SelectiveScanFunction(torch.autograd.Function):
             else:
                 w[0].zero_()
             ddelta_c = (w * A).sum(-1)
-            dA += (w * dlt.unsqueeze(-1)).sum((0, 1))
+            if need_A:
+                dA += (w * dlt.unsqueeze(-1)).sum((0, 1))
             gB = (g * B_c.unsqueeze(2)).sum(-1)
             ddelta_c.addcmul_(gB, u_c)
             du[s:e].addcmul_(gB, dlt)
@@ -218,7 +222,7 @@ class SelectiveScanFunction(torch.autograd.Function):
             # F.softplus(x) = x for x > 20 (torch's threshold), so its slope is 1 there.
             ddelta = ddelta * torch.where(delta_in > 20, torch.ones_like(delta_in),
                                           torch.sigmoid(delta_in))
-        ddelta_bias = ddelta.sum((0, 1)) if has_bias else None
+        ddelta_bias = ddelta.sum((0, 1)) if has_bias and need_bias else None
 
         def back(t):
             return t.permute(1, 2, 0)

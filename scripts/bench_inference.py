@@ -49,7 +49,11 @@ def cpu():
 T = {"process_start": float(os.environ["VOXSURV_BENCH_T0"]), "interpreter_ready": time.time()}
 C = {"interpreter_ready": cpu()}
 import torch; T["import_torch"] = time.time(); C["import_torch"] = cpu()
-import monai; T["import_monai"] = time.time(); C["import_monai"] = cpu()
+if os.environ.get("VOXSURV_BENCH_FULL_MONAI"):
+    import monai
+else:  # as the voxsurv program imports it for predict (voxsurv.inference.batch -> monai_import)
+    from voxsurv.inference.monai_import import import_monai_for_prediction; import_monai_for_prediction()
+T["import_monai"] = time.time(); C["import_monai"] = cpu()
 import SimpleITK; T["import_simpleitk"] = time.time(); C["import_simpleitk"] = cpu()
 import voxsurv.cli, voxsurv.inference.batch as batch, voxsurv.inference.predictor as P
 T["import_voxsurv"] = time.time(); C["import_voxsurv"] = cpu()
@@ -85,7 +89,7 @@ def finish(predictor, prepared, planned, stage, folder):
     REPORTS.append({"patient_id": planned.patient_id, "start": t, "done": time.time(), "timing_s": report["timing_s"]})
     return report
 batch._finish = finish
-rc = voxsurv.cli.main(sys.argv[1:])
+rc = voxsurv.cli.main()  # no argv: the program itself (sys.argv[1:] are its arguments)
 T["end"] = time.time()
 json.dump({"rc": rc, "t": T, "cpu": C, "events": EV, "reports": REPORTS,
            "rss_self_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
@@ -213,9 +217,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="warm phantom predictions in one process [3]")
     p.add_argument("--threads", type=int, default=1, help="OMP/torch threads of the predict processes [1]")
     p.add_argument("--workers", type=int, default=2, help="predict --workers for the cohort [2]")
+    p.add_argument("--full-monai-import", action="store_true",
+                   help="import MONAI with every optional package it finds (before voxsurv.inference.monai_import), "
+                        "for before/after comparisons")
     args = p.parse_args()
     load_before = os.getloadavg()
-    env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
+           **({"VOXSURV_BENCH_FULL_MONAI": "1"} if args.full_monai_import else {})}
     with tempfile.TemporaryDirectory(prefix="bench_inference_") as tmp:
         tmp = Path(tmp)
         bundle = (timing_bundle(tmp, args.members, args.img_size, args.embed_dim, args.depth, args.maps, args.pooling,
@@ -254,6 +262,8 @@ def main() -> None:
             "profile_cold_start_s": phases,
             "profile_cold_start_cpu_s": phase_cpu_seconds(cold),
             "settings": {"threads": args.threads, "workers": args.workers, "patients": args.patients,
+                     "monai_import": "full (every optional package)" if args.full_monai_import else
+                     "as voxsurv predict imports it (voxsurv.inference.monai_import)",
                          "repeats": args.repeats,
                          "bundle": (f"random-weight timing bundle: {args.members} member(s), img {args.img_size}, embed "
                                     f"{args.embed_dim}, depth {args.depth}, {args.maps} maps, {args.pooling} pooling"

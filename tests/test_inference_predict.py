@@ -156,6 +156,30 @@ def test_slice_gradcam_equals_monai_gradcam_and_sums_over_ensemble_members(nifti
         assert float(risk) == pytest.approx(float(ensemble(image[None])), abs=1e-6)
 
 
+def test_gradcam_pass_leaves_frozen_and_trainable_parameters_and_the_mode_as_they_were():
+    """Grad-CAM turns parameter gradients off during its pass (speed): every parameter's
+    requires_grad (fine-tuning freezes live there), the training mode and .grad come back unchanged,
+    and the maps equal each member's own Grad-CAM with its parameters trainable."""
+    from voxsurv.inference.attention import risk_and_slice_gradcam
+
+    image = torch.rand(2 + 2, 32, 32, 3, generator=torch.Generator().manual_seed(3))
+    ensemble = tiny_network(features=("a", "b"), n_members=2, seed=11)
+    ensemble.members[0].freeze()  # stem + first blocks frozen, the rest trainable
+    ensemble.train()
+    flags = [p.requires_grad for p in ensemble.parameters()]
+    assert any(flags) and not all(flags)
+    _, cams = risk_and_slice_gradcam(ensemble, image)
+    assert [p.requires_grad for p in ensemble.parameters()] == flags
+    assert ensemble.training and all(p.grad is None for p in ensemble.parameters())
+    assert not ensemble.members[0].stem.conv1.adn.N.training  # frozen BatchNorm stays in eval mode
+    own = []
+    for m in ensemble.members:
+        m.eval().requires_grad_(True)
+        own.append(risk_and_slice_gradcam(m, image)[1])
+    assert float(cams.max()) > 0
+    assert torch.allclose(cams, (own[0] + own[1]) / 2, rtol=0, atol=1e-6 * float(cams.max()))
+
+
 def assert_overlay_shows_ct_contour_and_heat_map(path):
     from PIL import Image
 

@@ -94,6 +94,34 @@ def test_float64_outputs_and_all_gradients_match_plain_recurrence(
         assert err <= 1e-10, f"d{name}: max abs diff {err}"
 
 
+def test_parameter_gradients_are_skipped_and_activation_gradients_unchanged_when_parameters_are_frozen(
+        monkeypatch):
+    """Grad-CAM differentiates activations only: with A, D and delta_bias not requiring grad the
+    backward skips their gradients (returns None) and gives exactly the same u, delta, B, C, z
+    gradients as the full backward."""
+    from networks.selective_scan import SelectiveScanFunction
+
+    full = make_inputs(2, 5, 37, 4, dtype=torch.float32)
+    _, ref = outputs_and_grads(selective_scan, full, True, chunk_size=8)
+    returned = {}
+    real_backward = SelectiveScanFunction.backward
+
+    def recording_backward(ctx, dout):
+        result = real_backward(ctx, dout)
+        returned.update(dA=result[2], dD=result[5], ddelta_bias=result[7])
+        return result
+
+    monkeypatch.setattr(SelectiveScanFunction, "backward", staticmethod(recording_backward))
+    frozen = {k: (v.detach() if k in ("A", "D", "delta_bias") else v) for k, v in full.items()}
+    out = selective_scan(**frozen, delta_softplus=True, chunk_size=8)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).float()
+    wanted = ("u", "delta", "B", "C", "z")
+    grads = torch.autograd.grad(out, [frozen[k] for k in wanted], g)
+    for name, grad in zip(wanted, grads):
+        assert torch.equal(grad, ref[name]), f"d{name} changed"
+    assert returned == {"dA": None, "dD": None, "ddelta_bias": None}
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_random_shapes_match_plain_recurrence(seed):
     g = torch.Generator().manual_seed(100 + seed)

@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     console.configure(verbose=bool({"-v", "--verbose"} & set(words)), quiet=bool({"-q", "--quiet"} & set(words)))
     parser = build_parser()
     args = parser.parse_args(argv)
+    # main() without argv is the program itself (console script, python -m voxsurv), whose process ends
+    # with the command; a caller passing argv (tests, scripts) keeps its process as it was
+    args.owns_process = argv is None
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USAGE

@@ -76,7 +76,8 @@ def run(args) -> int:
     records, single = records_from_args(args)
     bundle = resolve_bundle(args.bundle, "inference")
     summary = predict_patients(records, args.out, bundle, checkpoint=args.checkpoint, device=args.device,
-                               roi=args.roi, overwrite=args.overwrite, workers=args.workers, single=single)
+                               roi=args.roi, overwrite=args.overwrite, workers=args.workers, single=single,
+                               owns_process=getattr(args, "owns_process", False))
     out = summary.out
     if single:
         pid = records[0]["patient_id"]

@@ -46,7 +46,9 @@ def risk_and_slice_gradcam(network: nn.Module, image: torch.Tensor, descriptors:
     network whose batch is the S slices (tested against it). For a SurvivalEnsemble the risk is
     the members' mean, so member k's gradient is 1/n of its own: the maps are the members' own
     maps summed and divided by n. Members run one after the other (forward, backward, free), so
-    memory holds one member's graph at a time.
+    memory holds one member's graph at a time. (One backward of the mean risk through all members
+    gives the same maps at the same cost: the members share no computation.) Parameters do not
+    require gradients during the pass (restored after): no weight gradient is computed or stored.
     """
     if image.dim() != 4:
         raise ValueError(f"expected one patient's stack (C, H, W, S), got {tuple(image.shape)}")
@@ -56,14 +58,19 @@ def risk_and_slice_gradcam(network: nn.Module, image: torch.Tensor, descriptors:
     desc = None if descriptors is None else torch.as_tensor(descriptors).float().reshape(1, -1).to(x.device)
     n_slices, size = image.shape[-1], tuple(image.shape[1:3])
     was_training = network.training
+    params = [p for p in network.parameters() if p.requires_grad]
     network.eval()
     risks, cam = [], None
     try:
+        for p in params:
+            p.requires_grad_(False)
         for net in nets:
             risk, member_cam = _member_gradcam(net, x, desc, layer)
             risks.append(risk)
             cam = member_cam if cam is None else cam + member_cam
     finally:
+        for p in params:
+            p.requires_grad_(True)
         network.train(was_training)
     if cam.shape[0] != n_slices:
         raise ValueError(f"{layer} saw {cam.shape[0]} slices, the stack has {n_slices}")

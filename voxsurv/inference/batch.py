@@ -89,10 +89,12 @@ def check_patient(record: dict, work_dir: Path, roi: str | None) -> dict:
 
 def predict_patients(records: list[dict], out: str | Path, bundle: str | Path, checkpoint: str | Path | None = None,
                      device: str = "cpu", roi: str | None = None, overwrite: bool = False, workers: int = 0,
-                     single: bool = False, predictor=None) -> RunSummary:
+                     single: bool = False, predictor=None, owns_process: bool = False) -> RunSummary:
     """Predict ``records`` (dicts: patient_id + image/mask or ct_dir/rtstruct[/roi], time_days/event
     optional) into ``out``. ``single``: one patient from the command line, whose bad input raises
-    InputError (and leaves nothing behind) instead of becoming an exclusion."""
+    InputError (and leaves nothing behind) instead of becoming an exclusion. ``owns_process``: the
+    process ends after this run (the command line), so MONAI may be imported without the packages
+    prediction never uses (voxsurv.inference.monai_import: a faster cold start)."""
     from voxsurv.core.console import Steps, progress_bar
 
     bundle = Path(bundle)
@@ -175,9 +177,9 @@ def predict_patients(records: list[dict], out: str | Path, bundle: str | Path, c
         if predictor is None:
             if steps:
                 with steps.step("loading the model"):
-                    predictor = load_predictor(str(bundle), str(checkpoint) if checkpoint else None, device, roi)
+                    predictor = _load(bundle, checkpoint, device, roi, owns_process)
             else:
-                predictor = load_predictor(str(bundle), str(checkpoint) if checkpoint else None, device, roi)
+                predictor = _load(bundle, checkpoint, device, roi, owns_process)
         _run_model(predictor, checked, folder, summary, single, workers, steps)
     except BaseException:
         if single:
@@ -186,6 +188,16 @@ def predict_patients(records: list[dict], out: str | Path, bundle: str | Path, c
     finally:
         folder.remove_staging()  # an interrupted patient leaves no half-written folder
     return summary
+
+
+def _load(bundle, checkpoint, device, roi, owns_process: bool):
+    if owns_process:
+        from voxsurv.inference.monai_import import import_monai_for_prediction
+
+        skipped = import_monai_for_prediction()
+        if skipped:
+            logger.info("MONAI imported without %s (not used by prediction)", ", ".join(skipped))
+    return load_predictor(str(bundle), str(checkpoint) if checkpoint else None, device, roi)
 
 
 def _run_model(predictor, checked, folder, summary, single, workers, steps) -> None:
