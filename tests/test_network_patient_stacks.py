@@ -159,10 +159,11 @@ def test_no_gradient_reaches_the_anchor():
     assert net.stem.conv1.conv.weight.grad.abs().sum() > 0  # the image part did learn
 
 
-def test_anchored_network_needs_descriptors_and_checks_the_anchor():
-    net = anchored_net()
-    with pytest.raises(ValueError, match="anchored .*descriptors"):
-        net(stacks())
+def test_anchored_network_without_descriptors_gives_its_image_risk_and_checks_the_anchor():
+    net = anchored_net().eval()
+    with torch.no_grad():  # the image alone (model zoo's data-shape check): the learned residual only
+        assert torch.equal(net(stacks()), net.image_risk(stacks()))
+        assert not torch.equal(net(stacks(), descriptors(n=3)), net(stacks()))
     with pytest.raises(ValueError, match=r"descriptors must be \(batch, 2\)"):
         net(stacks(), torch.rand(3, 3))
     with pytest.raises(ValueError, match="needs 2 values"):
