@@ -18,7 +18,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_tensor
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 __all__ = ["DESCRIPTOR_NAMES", "TumourDescriptors", "TumourDescriptorsd", "TumourDescriptorsD",
            "TumourDescriptorsDict", "voxel_spacing"]

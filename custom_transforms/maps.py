@@ -1,7 +1,7 @@
 """MONAI transforms for voxel-level radiomics maps: compute them from CT + mask, then normalise.
 
 Inside MONAI pipelines images are channel-first MetaTensors with spatial axes (x, y, z) as
-ITKReader/LoadImaged gives them, axial slices along the last axis. The voxelmaps engine works
+ITKReader/LoadImaged gives them, axial slices along the last axis. The voxsurv.maps engine works
 on (z, y, x) numpy arrays (SimpleITK order, slices along axis 0), so these transforms transpose
 on the way in and back on the way out, and carry spacing, affine and the channel names in meta.
 """
@@ -17,7 +17,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 #: meta keys written by VoxelRadiomicsMaps
 CHANNEL_NAMES_KEY = "channel_names"
@@ -56,7 +56,7 @@ class VoxelRadiomicsMaps(Transform):
     output MetaTensor keeps the image's affine and meta and adds ``channel_names`` (F names),
     ``maps_settings``, ``maps_cache_key`` and ``maps_computed`` (names computed in this call).
 
-    With ``cache_dir`` the maps go through a content-addressed cache (voxelmaps.cache): the
+    With ``cache_dir`` the maps go through a content-addressed cache (voxsurv.maps.cache): the
     entry of this resampled image + mask + grid + settings + backend is read, the names it lacks
     are computed and added. A cached map equals a freshly computed one bit for bit (both are
     stored in ``output_dtype``).
@@ -64,7 +64,7 @@ class VoxelRadiomicsMaps(Transform):
     Args:
         features: names ("glcm_Contrast"), classes ("glcm") or None for all 90.
         backend: "torch" (fast) or "pyradiomics" (reference).
-        settings: voxelmaps.MapSettings; keyword overrides (radius, bin_width, bin_count, window,
+        settings: voxsurv.maps.MapSettings; keyword overrides (radius, bin_width, bin_count, window,
             dtype, ...) replace its fields.
         device: torch device for the torch backend.
         pixdim: (x, y, z) mm spacing, used only when the input is not a MetaTensor.
@@ -79,9 +79,9 @@ class VoxelRadiomicsMaps(Transform):
     def __init__(self, features=None, backend: str = "torch", settings=None, device=None,
                  pixdim: Sequence[float] | None = None, output_dtype: str | None = "float32",
                  cache_dir: str | Path | None = None, **setting_overrides):
-        from voxelmaps.api import BACKENDS, make_settings
-        from voxelmaps.cache import MapsCache
-        from voxelmaps.features import resolve_features
+        from voxsurv.maps.api import BACKENDS, make_settings
+        from voxsurv.maps.cache import MapsCache
+        from voxsurv.maps.features import resolve_features
 
         if backend not in BACKENDS:
             raise InputError(f"unknown maps backend {backend!r}", fix=f"use one of {', '.join(BACKENDS)}")
@@ -112,7 +112,7 @@ class VoxelRadiomicsMaps(Transform):
 
     def _compute(self, img, mask, spacing_zyx, names) -> np.ndarray:
         """(F, x, y, z) maps of ``names`` from the engine (NaN outside the mask)."""
-        from voxelmaps.api import compute_maps
+        from voxsurv.maps.api import compute_maps
 
         maps, _ = compute_maps(_to_zyx(img), _to_zyx(mask), spacing_zyx, list(names), backend=self.engine,
                                settings=self.settings, device=self.device)
@@ -123,7 +123,7 @@ class VoxelRadiomicsMaps(Transform):
     def _through_cache(self, img, mask, spacing_zyx):
         """Maps read from the cache entry of this image + mask; names it lacks are computed and
         added. Returns (maps, key, computed names)."""
-        from voxelmaps.cache import cache_key
+        from voxsurv.maps.cache import cache_key
 
         image = _to_xyz(img)
         roi = _to_xyz(mask) > 0
@@ -186,7 +186,7 @@ class NormaliseMaps(Transform):
     """Radiomics maps (F, ...) -> the training cohort's z-score, clipped to [-z_clip, z_clip], then
     scaled (``scale``); ``outside_value`` outside the ROI.
 
-    Uses statistics fitted on the training cohort (voxelmaps.normalise.MapStatistics) so that
+    Uses statistics fitted on the training cohort (voxsurv.maps.normalise.MapStatistics) so that
     validation, test and inference data get exactly the same mapping. When the input carries
     ``channel_names`` in its meta, the output's channels are the statistics' maps, picked from the
     input by name in the statistics' order (the input may hold more maps, e.g. a cache's 90).
@@ -205,7 +205,7 @@ class NormaliseMaps(Transform):
 
     def __init__(self, statistics, scale: str = "centred", per_patient: bool = False,
                  outside_value: float | None = 0.0):
-        from voxelmaps.normalise import SCALES, MapStatistics
+        from voxsurv.maps.normalise import SCALES, MapStatistics
 
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")

@@ -53,7 +53,7 @@ def _feature_list(features) -> list[str]:
     """Resolved feature names; an empty list means "no maps" (the CT + mask control, row f)."""
     if features is not None and not isinstance(features, str) and len(list(features)) == 0:
         return []
-    from voxelmaps.features import resolve_features
+    from voxsurv.maps.features import resolve_features
 
     return resolve_features(features)
 
@@ -76,15 +76,15 @@ def volume_preprocessing(features: str | Sequence[str] | None = None, pixdim: Se
     An empty or unreadable patient raises (InputError naming the patient where it can).
 
     Args:
-        features: map names/classes (voxelmaps.features), None = all 90, [] = no maps.
+        features: map names/classes (voxsurv.maps.features), None = all 90, [] = no maps.
         pixdim: voxel size after resampling, mm (x, y, z); the paper's 1 x 1 x 5. None keeps the
             image's own grid (the mask must lie on it).
         maps_backend: "torch" or "pyradiomics".
-        maps_cache_dir: content-addressed maps cache (voxelmaps.cache); None computes every call.
+        maps_cache_dir: content-addressed maps cache (voxsurv.maps.cache); None computes every call.
         image_key, mask_key: keys of the CT and the tumour mask (file paths when ``load``).
         load: read files with LoadImaged + EnsureChannelFirstd; False = the keys already hold
             channel-first (1, x, y, z) MetaTensors in HU.
-        maps_settings: voxelmaps.MapSettings (default: the paper's; it keys the cache).
+        maps_settings: voxsurv.maps.MapSettings (default: the paper's; it keys the cache).
         maps_device: torch device of the maps engine ("cpu", "cuda"). It is not part of the cache
             key: float64 CPU and CUDA maps are meant to agree to rounding, which is unmeasured
             here (no GPU; scripts/device_check_maps.sh checks it).
@@ -125,7 +125,7 @@ def stack_preprocessing(map_statistics=None, features: Sequence[str] | None = No
     the resampled volume's affine and shape (see custom_transforms.tumour_stack.TumourStack).
 
     Args:
-        map_statistics: voxelmaps.normalise.MapStatistics (or its JSON path) fitted on the
+        map_statistics: voxsurv.maps.normalise.MapStatistics (or its JSON path) fitted on the
             training patients; None only without maps (``features=[]``).
         features: the maps to use, in channel order; None = all the statistics' maps. The maps
             from volume_preprocessing may hold more (picked by name).
@@ -136,7 +136,7 @@ def stack_preprocessing(map_statistics=None, features: Sequence[str] | None = No
         hu_window: (width, level) HU of the CT scaling; (250, 30) -> [-95, 155] HU -> [0, 1].
         image_key, mask_key, maps_key: keys of the volume stage's output.
     """
-    from voxelmaps.normalise import MapStatistics
+    from voxsurv.maps.normalise import MapStatistics
 
     if map_statistics is not None and not isinstance(map_statistics, MapStatistics):
         map_statistics = MapStatistics.load(map_statistics)
@@ -171,7 +171,7 @@ def patient_preprocessing(map_statistics=None, features: str | Sequence[str] | N
     """:func:`volume_preprocessing` then :func:`stack_preprocessing` in one Compose: one dict per
     patient in (image and mask files), one network input out. ``features`` None = the statistics'
     maps (all 90 without statistics); arguments as in the two stages."""
-    from voxelmaps.normalise import MapStatistics
+    from voxsurv.maps.normalise import MapStatistics
 
     if map_statistics is not None and not isinstance(map_statistics, MapStatistics):
         map_statistics = MapStatistics.load(map_statistics)

@@ -28,7 +28,7 @@ from monai.transforms import MapTransform, Randomizable, Transform
 from monai.utils import convert_to_tensor
 
 from custom_transforms.descriptors import voxel_spacing
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 __all__ = ["STACK_META_KEYS", "RandTumourSlices", "RandTumourSlicesd", "RandTumourSlicesD",
            "RandTumourSlicesDict", "TumourStack", "TumourStackd", "TumourStackD", "TumourStackDict"]

@@ -7,7 +7,7 @@ learned position embedding, bimamba-v2 blocks mix the sequence in both direction
 class token is the slice's embedding. A patient is a stack of tumour slices (B, C, H, W, S): the
 slice embeddings are pooled over S (mean, or gated attention MIL pooling, Ilse et al. 2018) and
 read by ``Linear(embed_dim, 1)``: the log-hazard risk (higher = shorter survival), trained with
-:class:`survival.cox_loss.CoxPartialLikelihoodLoss` over risk sets of PATIENTS.
+:class:`voxsurv.stats.cox_loss.CoxPartialLikelihoodLoss` over risk sets of PATIENTS.
 
 Anchored variant (``n_descriptors > 0``): risk = a fixed Cox offset on tumour descriptors
 (:class:`networks.anchor.CoxAnchor`) + the image risk, so the network learns only the residual.

@@ -148,7 +148,7 @@ def timing_bundle(folder: Path, members: int, img_size: int, embed_dim: int, dep
     import torch
 
     from networks import SurvivalEnsemble, VisionMambaSurv
-    from voxelmaps.normalise import MapStatistics
+    from voxsurv.maps.normalise import MapStatistics
     from voxsurv.inference.bundle_info import InferenceInfo, sha256_file
     from voxsurv.inference.packaging import DEFAULT_PREPROCESSING
 

@@ -103,14 +103,14 @@ def _run_engine(spec: dict, image, mask, spacing, names, out_path, queue) -> Non
     """Child process: time one engine configuration, save its maps, report seconds and memory."""
     try:
         if spec["engine"] == "pyradiomics":
-            from voxelmaps.pyradiomics_backend import compute_pyradiomics_maps
+            from voxsurv.maps.pyradiomics_backend import compute_pyradiomics_maps
 
             def call():
                 return compute_pyradiomics_maps(image, mask, spacing, names)[0]
         else:
             import torch
 
-            from voxelmaps.torch_engine import compute_torch_maps
+            from voxsurv.maps.torch_engine import compute_torch_maps
 
             torch.set_num_threads(spec["threads"])
             dtype = getattr(torch, spec["dtype"])
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from voxelmaps.features import resolve_features
+    from voxsurv.maps.features import resolve_features
 
     names = resolve_features(args.features)
     if args.phantom_npz:

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from custom_transforms.pipeline import volume_preprocessing
-from voxelmaps.torch_engine import gldm, glszm, ngtdm
-from voxelmaps.torch_engine.common import discretise_roi, kernel_patches
+from voxsurv.maps.torch_engine import gldm, glszm, ngtdm
+from voxsurv.maps.torch_engine.common import discretise_roi, kernel_patches
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ibsi" / "ct_phantom" / "nifti"
 

@@ -24,7 +24,7 @@ import torch
 def bench_case(patients: int, slices: int, pooling: str, channels: int, img_size: int,
                embed_dim: int, depth: int, steps: int) -> dict:
     from networks import VisionMambaSurv
-    from survival.cox_loss import CoxPartialLikelihoodLoss
+    from voxsurv.stats.cox_loss import CoxPartialLikelihoodLoss
 
     torch.manual_seed(0)
     net = VisionMambaSurv(in_channels=channels, img_size=img_size, embed_dim=embed_dim, depth=depth,

@@ -150,7 +150,7 @@ def bench_scans(repeats, naive_limit, log):
 
 def bench_network(steps, log):
     from networks import VisionMambaSurv
-    from survival.cox_loss import CoxPartialLikelihoodLoss
+    from voxsurv.stats.cox_loss import CoxPartialLikelihoodLoss
 
     torch.manual_seed(0)
     # the paper-size network this benchmark has always timed (the constructor defaults are now

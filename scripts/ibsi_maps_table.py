@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from voxelmaps.ibsi import digital_phantom_table, markdown_table  # noqa: E402
+from voxsurv.maps.ibsi import digital_phantom_table, markdown_table  # noqa: E402
 
 
 def shared_data_dir() -> Path:

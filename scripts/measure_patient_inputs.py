@@ -84,7 +84,7 @@ def measure_fov(records, out: Path, img_size: int):
     import pandas as pd
 
     from custom_transforms.pipeline import stack_preprocessing, volume_preprocessing
-    from voxsurv.errors import input_error_in
+    from voxsurv.core.errors import input_error_in
 
     volume = volume_preprocessing(features=[])
     stack = stack_preprocessing(features=[], img_size=img_size)
@@ -127,7 +127,7 @@ def timing_summary(records, fov, summary: dict, out: Path, args) -> None:
     import pandas as pd
 
     from custom_transforms.pipeline import stack_preprocessing, volume_preprocessing
-    from voxelmaps.normalise import MapStatistics
+    from voxsurv.maps.normalise import MapStatistics
 
     # ---- 2. time per patient with a warm maps cache ----
     cache = out / "maps_cache"

@@ -44,9 +44,9 @@ def main(argv=None) -> int:
     p.add_argument("--plan", action="store_true", help="print the planned runs and a CPU estimate, then exit")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    for noisy in ("radiomics", "networks", "voxelmaps", "survival", "lifelines"):
+    for noisy in ("radiomics", "networks", "voxsurv.maps", "voxsurv.stats", "lifelines"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("voxelmaps.cohort").setLevel(logging.INFO)   # one line per patient of the maps step
+    logging.getLogger("voxsurv.maps.cohort").setLevel(logging.INFO)   # one line per patient of the maps step
     kw = {k: v for k, v in {"seed": a.seed, "workers": a.workers, "executor": a.executor,
                             "bootstrap": a.bootstrap}.items() if v is not None}
     if a.seeds:

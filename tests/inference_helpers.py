@@ -36,7 +36,7 @@ def make_training_output(root: Path, features=TINY_FEATURES, seed: int = 0, netw
     """A fake training output folder: models/model.pt (plain state dict) and map_statistics.json."""
     import torch
 
-    from voxelmaps.normalise import MapStatistics
+    from voxsurv.maps.normalise import MapStatistics
 
     out = Path(root)
     (out / "models").mkdir(parents=True, exist_ok=True)

@@ -72,7 +72,7 @@ def test_export_is_self_contained(name, tmp_path):
 
 def test_export_never_overwrites_silently(tmp_path):
     from voxsurv.bundle_export import export_bundle
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
 
     dest = export_bundle("inference", tmp_path)
     (dest / "mine.txt").write_text("keep")

@@ -61,7 +61,7 @@ def test_shipped_weights_are_the_study_ensemble_the_metadata_describes(bundle, r
     with torch.no_grad():
         out = net(x, descriptors) if descriptors is not None else net(x)
     assert out.shape == (1, 1) and torch.isfinite(out).all()
-    from voxelmaps.normalise import MapStatistics
+    from voxsurv.maps.normalise import MapStatistics
 
     assert list(MapStatistics.load(models / "map_statistics.json").names) == info["features"]
     packaged = InferenceInfo.load(models / "inference_info.json")  # what the bundle's inference.yaml reads
@@ -100,7 +100,7 @@ def test_shipped_finetuned_model_reproduces_committed_study_risks(lung_crops, tm
     """Two test patients of row (e): the inference bundle (its own maps + preprocessing) gives the
     risks the study's bundle run wrote (the study read the same maps from its cohort cache)."""
     from voxsurv.inference.predictor import RiskPredictor
-    from voxsurv.manifest import load_manifest
+    from voxsurv.data.manifest import load_manifest
 
     manifest = load_manifest(lung_crops / "manifest.csv").set_index("patient_id")
     committed = pd.read_csv(PREDICTIONS / "e_test.csv", dtype={"patient_id": str}).head(2)

@@ -81,12 +81,12 @@ def main_run(cohort):
 
 
 def test_main_job_pretrains_finetunes_and_prints_test_c_index(main_run, cohort):
-    from voxsurv.training.predictions import PREDICTION_COLUMNS
+    from voxsurv.training.predictions import RUN_PREDICTION_COLUMNS
 
     assert "running a short pre-training first" in main_run
     assert "TEST C-index" in main_run and "true-risk C-index" in main_run
     pred = pd.read_csv(cohort / "finetune" / "predictions.csv")
-    assert list(pred.columns) == PREDICTION_COLUMNS
+    assert list(pred.columns) == RUN_PREDICTION_COLUMNS
     manifest = pd.read_csv(cohort / "data" / "manifest.csv")
     target = manifest[manifest.cohort == "target"]
     assert set(pred[pred.split == "test"].patient_id) == set(target[target.split == "test"].patient_id)

@@ -187,7 +187,7 @@ def test_a_bad_checkpoint_says_what_is_wrong_with_the_file(kind, checkpoints, fi
 def test_wrong_architecture_message_is_not_cut_short(checkpoints):
     """Every differing setting is named with both values (the old message stopped at torch's first
     line, "Error(s) in loading state_dict for ...")."""
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
     from voxsurv.inference.predictor import RiskPredictor
 
     with pytest.raises(InputError) as info:

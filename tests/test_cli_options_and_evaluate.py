@@ -50,7 +50,7 @@ def test_an_option_means_the_same_in_every_command():
 
 
 def test_old_spellings_map_to_the_new_meaning_with_a_warning(capsys):
-    from voxsurv import console
+    from voxsurv.core import console
 
     console.configure()  # what main() does before parsing the sub-command's options
     parser = build_parser()
@@ -67,7 +67,7 @@ def test_old_spellings_map_to_the_new_meaning_with_a_warning(capsys):
 
 
 def test_cv_bundle_takes_a_folder_and_the_old_bare_name_still_works(capsys):
-    from voxsurv import console
+    from voxsurv.core import console
     from voxsurv.commands.cv import _bundle
 
     console.configure()
@@ -122,6 +122,6 @@ def test_evaluate_warns_when_the_test_set_is_too_small_for_a_c_index_ci(tmp_path
 
 @pytest.mark.parametrize("n, events, warned", [(19, 12, True), (20, 10, False), (30, 9, True), (100, 60, False)])
 def test_the_small_sample_rule(n, events, warned):
-    from survival.sample_checks import c_index_ci_warning
+    from voxsurv.stats.sample_checks import c_index_ci_warning
 
     assert (c_index_ci_warning(n, events) is not None) is warned

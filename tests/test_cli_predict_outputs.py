@@ -55,7 +55,7 @@ def no_model_load(monkeypatch):
 
 
 def test_folder_names_are_injective_readable_and_stable():
-    from voxsurv.patient_folders import patient_folder_name
+    from voxsurv.core.patient_folders import patient_folder_name
 
     ids = ["lung1-001", "LUNG1-001", "Lung1-001", "患者A", "病人A", "A", "a", "a b", "a/b", "a_b", "a:b",
            "..", ".hidden", "con", "CON", "x" * 80, "x" * 81, "naïve", "naive"]
@@ -74,7 +74,7 @@ def test_second_run_with_other_patient_keeps_the_first(bundle, patients, tmp_pat
     out = tmp_path / "out"
     (i1, m1), (i2, m2) = patients["p1"], patients["p2"]
     assert _predict(bundle, "--image", i1, "--mask", m1, "--patient-id", "P1", "--out", out, capsys=capsys)[0] == 0
-    from voxsurv.patient_folders import patient_folder_name
+    from voxsurv.core.patient_folders import patient_folder_name
 
     f1, f2 = out / patient_folder_name("P1"), out / patient_folder_name("P2")
     report1 = (f1 / "report.json").read_text()

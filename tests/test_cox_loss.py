@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from survival.cox_loss import CoxPartialLikelihoodLoss, cox_partial_log_likelihood
+from voxsurv.stats.cox_loss import CoxPartialLikelihoodLoss, cox_partial_log_likelihood
 
 # R 4.x: coxph(Surv(time, status) ~ age + sex + ph.ecog, data = lung, ties = ...); fit$loglik[2]
 R_FITS = {

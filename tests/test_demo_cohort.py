@@ -81,7 +81,7 @@ def test_cli_writes_cohort(tmp_path):
 
 def test_first_use_writes_the_demo_only_into_an_empty_folder(tmp_path):
     """The bundles write the demo cohort on first use, but never next to somebody's data."""
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
     from voxsurv.training.demo import ensure_demo_cohort
 
     folder = tmp_path / "demo_data"

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
@@ -115,7 +115,7 @@ def test_report_renders_in_headless_chromium(evaluated, tmp_path):
 
 
 def test_bad_predictions_name_the_patient(tmp_path):
-    from survival.evaluation import read_predictions
+    from voxsurv.stats.evaluation import read_predictions
 
     path = tmp_path / "p.csv"
     pd.DataFrame({"patient_id": ["a", "b"], "risk": [0.1, None], "time_days": [10, 20],
@@ -129,7 +129,7 @@ def test_bad_predictions_name_the_patient(tmp_path):
 
 def test_cohort_shift_reports_the_split_as_not_estimable(lung_csv):
     """All test risks above the training median: the other statistics are still reported."""
-    from survival.evaluation import evaluate, read_predictions
+    from voxsurv.stats.evaluation import evaluate, read_predictions
 
     df = read_predictions(lung_csv)
     reference, test = df.iloc[:150], df.iloc[150:].assign(risk=lambda d: d.risk + 5.0)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from survival.calibration import breslow_baseline, default_calibration_times, grouped_calibration
-from survival.decision_curve import decision_curve
-from survival.kaplan_meier import kaplan_meier, median_survival
-from survival.metrics import cumulative_dynamic_auc, harrell_c, harrell_c_bootstrap
-from survival.risk_groups import hazard_ratio, logrank, median_split
-from voxsurv.errors import InputError
+from voxsurv.stats.calibration import breslow_baseline, default_calibration_times, grouped_calibration
+from voxsurv.stats.decision_curve import decision_curve
+from voxsurv.stats.kaplan_meier import kaplan_meier, median_survival
+from voxsurv.stats.metrics import cumulative_dynamic_auc, harrell_c, harrell_c_bootstrap
+from voxsurv.stats.risk_groups import hazard_ratio, logrank, median_split
+from voxsurv.core.errors import InputError
 
 BETA = {"age": 0.0110411363494885, "sex": -0.551889569787597, "ph.ecog": 0.462947040590164}
 
@@ -80,7 +80,7 @@ def test_bootstrap_ci_close_to_r_boot(lung_lp):
 
 def test_bootstrap_resample_statistic_equals_harrell_c_on_that_resample(lung_lp):
     """The vectorised w'Aw/w'Bw statistic is Harrell's C of the duplicated data set."""
-    from survival.metrics import _concordance_matrices
+    from voxsurv.stats.metrics import _concordance_matrices
 
     time, event, lp = lung_lp
     idx = np.random.default_rng(3).integers(0, time.size, time.size)

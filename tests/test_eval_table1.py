@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from survival.table1 import (categorical_test, characteristics_table, fisher_exact, fisher_exact_2xc,
+from voxsurv.stats.table1 import (categorical_test, characteristics_table, fisher_exact, fisher_exact_2xc,
                              kruskal_wallis, mann_whitney)
 
 

@@ -11,9 +11,9 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from voxsurv.errors import InputError
-from voxsurv.ingest.convert import convert_batch, convert_patient
-from voxsurv.ingest.dicom_series import read_ct_series
+from voxsurv.core.errors import InputError
+from voxsurv.data.ingest.convert import convert_batch, convert_patient
+from voxsurv.data.ingest.dicom_series import read_ct_series
 
 RS_NAME = "DCM_RS_00060.dcm"
 
@@ -210,7 +210,7 @@ def test_batch_records_exclusions_and_goes_on(phantom, tmp_path, ct_copy, capsys
     assert excluded["message"][0].startswith("patient gap: missing slice(s)")
     assert excluded["message"][1].startswith("patient noroi: no ROI matches 'heart' (ROIs present: 'GTV-1')")
     # the converted table is a voxsurv manifest
-    from voxsurv.manifest import load_manifest
+    from voxsurv.data.manifest import load_manifest
     df = load_manifest(out / "converted.csv")
     assert Path(df.loc[0, "mask"]) == (out / "good" / "mask.nii.gz").resolve()
 
@@ -243,7 +243,7 @@ def test_reading_a_series_logs_no_dicom_uid(phantom, caplog):
     """Logs may travel to shared systems: no Study/Series/SOP UID in them."""
     import logging
 
-    from voxsurv.privacy import redact
+    from voxsurv.core.privacy import redact
 
     with caplog.at_level(logging.DEBUG):
         read_ct_series(phantom / "dicom" / "image")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from voxsurv.errors import InputError
-from voxsurv.manifest import ManifestError, load_manifest, manifest_summary, validate_manifest
+from voxsurv.core.errors import InputError
+from voxsurv.data.manifest import ManifestError, load_manifest, manifest_summary, validate_manifest
 
 
 def _cli(args, capsys):

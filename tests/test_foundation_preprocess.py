@@ -9,7 +9,7 @@ import SimpleITK as sitk
 import torch
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
-from voxsurv.ingest.volumes import to_metatensor
+from voxsurv.data.ingest.volumes import to_metatensor
 
 
 def _cli(args, capsys):

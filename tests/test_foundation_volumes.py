@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import SimpleITK as sitk
 
-from voxsurv.errors import InputError
-from voxsurv.ingest.volumes import check_image_mask, check_record
-from voxsurv.manifest import load_manifest
+from voxsurv.core.errors import InputError
+from voxsurv.data.ingest.volumes import check_image_mask, check_record
+from voxsurv.data.manifest import load_manifest
 
 EMPTY_MASK_PATIENTS = {"lung1-003", "lung1-263", "lung1-327", "radiogenomics-256", "radiogenomics-391"}
 

@@ -7,7 +7,7 @@ import torch
 from ignite.engine import Engine
 from sksurv.metrics import concordance_index_censored
 
-from survival.handlers import ConcordanceIndex, patient_risks
+from voxsurv.training.concordance import ConcordanceIndex, patient_risks
 
 
 def _slices(seed=0, n_patients=30):
@@ -44,7 +44,7 @@ def test_handler_equals_sksurv_on_patient_level_data(aggregation):
 def test_without_patient_column_each_row_is_a_patient_and_no_event_is_nan():
     t = patient_risks(torch.tensor([0.1, 0.5]), torch.tensor([[5.0, 1.0], [3.0, 0.0]]))
     assert list(t["patient_number"]) == [0, 1]
-    from survival.handlers import harrell_c_index
+    from voxsurv.training.concordance import harrell_c_index
 
     assert np.isnan(harrell_c_index([1, 2], [0, 0], [0.1, 0.2]))
     with pytest.raises(ValueError):

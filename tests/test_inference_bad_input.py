@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from inference_helpers import shared_tiny_bundle, write_synthetic_patient
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 UID = re.compile(r"(?<![\w.])\d+(?:\.\d+){3,}(?!\d)")
 

@@ -159,7 +159,8 @@ def test_bundle_run_gives_the_training_risks_back_and_the_calibration_follows_th
 
     info = InferenceInfo.load(bundle / "models" / "inference_info.json")
     pred = run_bundle(bundle, bundle.parent / "cohort", tmp_path / "out")
-    assert list(pred.columns) == ["patient_id", "risk", "tier", "in_training_range", "s_365", "s_730", "s_1095"]
+    # the same columns, in the same order, as `voxsurv predict` writes (less folder, time, event)
+    assert list(pred.columns) == ["patient_id", "risk", "tier", "s_365", "s_730", "s_1095", "in_training_range"]
     assert list(pred.patient_id) == ["tr0", "tr1", "tr2", "tr3"]
     assert tertile_cutoffs(pred.risk) == pytest.approx(info.tier_cutoffs, abs=1e-6)
     assert [pred.risk.min(), pred.risk.max()] == pytest.approx(info.training_risk_range, abs=1e-6)
@@ -244,7 +245,7 @@ def test_postprocessing_refuses_several_values_and_flags_risks_outside_the_train
 
 
 def test_old_format_info_gives_a_clear_error(tmp_path):
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
     from voxsurv.inference.bundle_info import InferenceInfo
 
     path = tmp_path / "inference_info.json"
@@ -255,7 +256,7 @@ def test_old_format_info_gives_a_clear_error(tmp_path):
 
 
 def test_packaging_refuses_statistics_that_do_not_fit_the_network(tmp_path):
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
     from voxsurv.inference.packaging import package
 
     bundle = tmp_path / "bundle"

@@ -104,7 +104,7 @@ def test_a_manifest_that_assigns_other_training_patients_than_the_run_is_refused
     split (it once gave 60 Radiogenomics patients instead of the 20 fine-tune ones)."""
     from inference_helpers import write_training_cohort
 
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
     from voxsurv.inference.packaging import run_training_patients
 
     own = write_training_cohort(tmp_path, n_patients=6)

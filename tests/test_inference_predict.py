@@ -256,7 +256,7 @@ def test_checkpoint_option_runs_other_weights_and_flags_the_calibration(bundle, 
 
 
 def test_checkpoint_of_another_architecture_is_refused_by_name(bundle, tmp_path):
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
     from voxsurv.inference.predictor import RiskPredictor
 
     path = tmp_path / "wide.pt"

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-import voxelmaps.api
+import voxsurv.maps.api
 from custom_transforms.maps import VoxelRadiomicsMaps
 from custom_transforms.pipeline import volume_preprocessing
 from maps_pipeline_helpers import crop_patient
-from voxelmaps.cache import MapsCache, cache_key
-from voxelmaps.settings import MapSettings
+from voxsurv.maps.cache import MapsCache, cache_key
+from voxsurv.maps.settings import MapSettings
 
 SUPERSET = ["firstorder_Mean", "firstorder_Entropy", "glcm_Contrast", "ngtdm_Busyness"]
 
@@ -33,13 +33,13 @@ def patient(lung_crops, tmp_path_factory):
 def engine_calls(monkeypatch):
     """Names requested from the maps engine, one list per call."""
     calls = []
-    real = voxelmaps.api.compute_maps
+    real = voxsurv.maps.api.compute_maps
 
     def counting(image, mask, spacing, features=None, **kwargs):
         calls.append(list(features))
         return real(image, mask, spacing, features, **kwargs)
 
-    monkeypatch.setattr(voxelmaps.api, "compute_maps", counting)
+    monkeypatch.setattr(voxsurv.maps.api, "compute_maps", counting)
     return calls
 
 

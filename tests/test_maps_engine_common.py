@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from voxelmaps.torch_engine.common import (
+from voxsurv.maps.torch_engine.common import (
     bin_edges, discretise_roi, kernel_order, kernel_patches, voxel_batches,
 )
 

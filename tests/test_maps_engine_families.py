@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from voxelmaps.torch_engine import compute_torch_maps, firstorder, glcm, glrlm
+from voxsurv.maps.torch_engine import compute_torch_maps, firstorder, glcm, glrlm
 
 FAMILIES = {"firstorder": firstorder.FEATURES, "glcm": glcm.FEATURES, "glrlm": glrlm.FEATURES}
 ALL_NAMES = [f"{fam}_{f}" for fam, feats in FAMILIES.items() for f in feats]
@@ -202,12 +202,12 @@ def test_cuda_matches_cpu():
 def test_a_missing_family_module_is_a_clear_not_implemented(monkeypatch):
     import importlib
 
-    import voxelmaps.torch_engine as engine
+    import voxsurv.maps.torch_engine as engine
 
     real = importlib.import_module
 
     def without_ngtdm(name, *args, **kwargs):
-        if name == "voxelmaps.torch_engine.ngtdm":
+        if name == "voxsurv.maps.torch_engine.ngtdm":
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return real(name, *args, **kwargs)
 

@@ -6,8 +6,8 @@ import pytest
 import SimpleITK as sitk
 
 from maps_pipeline_helpers import crop_patient
-from voxelmaps import compute_maps
-from voxsurv.errors import InputError
+from voxsurv.maps import compute_maps
+from voxsurv.core.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_api_rejects_bad_input_with_clear_errors():
 
 
 def test_torch_backend_through_the_api_agrees_with_pyradiomics(tiny):
-    pytest.importorskip("voxelmaps.torch_engine")
+    pytest.importorskip("voxsurv.maps.torch_engine")
     image, mask = tiny
     img, roi = sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(mask)
     ref, names = compute_maps(img, roi, (5.0, 1.0, 1.0), backend="pyradiomics")

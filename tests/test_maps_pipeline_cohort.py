@@ -16,10 +16,10 @@ import pytest
 
 from custom_transforms.pipeline import volume_preprocessing
 from maps_pipeline_helpers import crop_patient, write_manifest
-from voxelmaps.cache import MapsCache
-from voxelmaps.cohort import RecordReader, run_cohort
-from voxelmaps.features import resolve_features
-from voxsurv.ingest.volumes import check_image_mask
+from voxsurv.maps.cache import MapsCache
+from voxsurv.maps.cohort import RecordReader, run_cohort
+from voxsurv.maps.features import resolve_features
+from voxsurv.data.ingest.volumes import check_image_mask
 
 REPO = Path(__file__).resolve().parents[1]
 FEATURES = "glcm_Contrast,glszm_ZoneEntropy,ngtdm"  # no first-order: its per-voxel percentiles are slow
@@ -128,7 +128,7 @@ def test_dask_cluster_and_bad_patients_are_recorded(cohort, lung_crops, tmp_path
 
 
 def test_changed_settings_get_a_new_cache_entry(cohort, tmp_path):
-    from voxelmaps.settings import MapSettings
+    from voxsurv.maps.settings import MapSettings
 
     records, _ = cohort
     cache, feats = tmp_path / "c", ["firstorder_Mean"]

@@ -3,9 +3,9 @@ selection errors that say what was meant."""
 
 import pytest
 
-from voxelmaps.features import EXCLUDED, FEATURE_CLASSES, FEATURE_NAMES, resolve_features
-from voxelmaps.settings import MapSettings
-from voxsurv.errors import InputError
+from voxsurv.maps.features import EXCLUDED, FEATURE_CLASSES, FEATURE_NAMES, resolve_features
+from voxsurv.maps.settings import MapSettings
+from voxsurv.core.errors import InputError
 
 
 def test_ninety_features_with_the_issue_counts_per_class():

@@ -3,8 +3,8 @@ averaged over slices = IBSI 2D) and PyRadiomics first order vs the IBSI-1 refere
 
 import pytest
 
-from voxelmaps.features import FEATURE_NAMES
-from voxelmaps.ibsi import digital_phantom_table
+from voxsurv.maps.features import FEATURE_NAMES
+from voxsurv.maps.ibsi import digital_phantom_table
 
 #: Every one of the 90 must match its IBSI reference (3 significant digits; Kurtosis after the
 #: documented -3). Shrink this set only with a named deviation in docs/maps.md.
@@ -30,7 +30,7 @@ def test_known_deviation_kurtosis_is_ibsi_plus_three(table):
 
 
 def test_torch_engine_reproduces_ibsi_2d_reference_values(ibsi):
-    pytest.importorskip("voxelmaps.torch_engine")
+    pytest.importorskip("voxsurv.maps.torch_engine")
     table = digital_phantom_table(ibsi, texture_backend="torch")
     failed = table[~table["match"] & table["feature"].isin(MUST_MATCH)]
     assert failed.empty, failed[["feature", "ibsi_tag", "reference", "compared"]].to_string()

@@ -4,8 +4,8 @@ as one big array would give, stored as JSON and re-applied unchanged."""
 import numpy as np
 import pytest
 
-from voxelmaps.normalise import MapStatistics
-from voxsurv.errors import InputError
+from voxsurv.maps.normalise import MapStatistics
+from voxsurv.core.errors import InputError
 
 
 def _cohort(seed=0):

@@ -10,9 +10,9 @@ from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
 from custom_transforms import NormaliseMapsd, VoxelRadiomicsMapsd
 from maps_pipeline_helpers import crop_patient
-from voxelmaps import compute_maps
-from voxelmaps.normalise import MapStatistics
-from voxsurv.errors import InputError
+from voxsurv.maps import compute_maps
+from voxsurv.maps.normalise import MapStatistics
+from voxsurv.core.errors import InputError
 
 FEATURES = ["firstorder_Mean", "glcm_Contrast", "glszm_ZoneEntropy"]
 

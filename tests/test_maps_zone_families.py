@@ -14,10 +14,10 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from voxelmaps import compute_maps
-from voxelmaps.features import FEATURE_CLASSES
-from voxelmaps.torch_engine import gldm, glszm, ngtdm
-from voxelmaps.torch_engine.common import discretise_roi, kernel_patches
+from voxsurv.maps import compute_maps
+from voxsurv.maps.features import FEATURE_CLASSES
+from voxsurv.maps.torch_engine import gldm, glszm, ngtdm
+from voxsurv.maps.torch_engine.common import discretise_roi, kernel_patches
 
 ZONE_CLASSES = ("glszm", "gldm", "ngtdm")
 MODULES = {"glszm": glszm, "gldm": gldm, "ngtdm": ngtdm}

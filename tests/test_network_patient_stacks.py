@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from networks import VisionMambaSurv, network_from_state_dict
-from survival.cox_loss import CoxPartialLikelihoodLoss
+from voxsurv.stats.cox_loss import CoxPartialLikelihoodLoss
 
 SMALL = dict(in_channels=3, img_size=16, stem_widths=(8, 8), embed_dim=16, depth=2)
 

@@ -46,8 +46,8 @@ def prepared_patients(lung_crops, one_thread):
     (volume_preprocessing -> label-free map statistics -> stack_preprocessing)."""
     from custom_transforms import DESCRIPTOR_NAMES
     from custom_transforms.pipeline import stack_preprocessing, volume_preprocessing
-    from voxelmaps.normalise import MapStatistics
-    from voxsurv.errors import InputError
+    from voxsurv.maps.normalise import MapStatistics
+    from voxsurv.core.errors import InputError
 
     features = json.loads((REPO / "bundles/pretrain/models/model_info.json").read_text())["features"]
     with open(lung_crops / "manifest.csv", newline="") as fh:

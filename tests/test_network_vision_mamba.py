@@ -12,7 +12,7 @@ import torch
 
 from networks import VisionMambaSurv
 from networks.mamba_block import BiMambaMixer, resolve_scan_backend
-from survival.cox_loss import CoxPartialLikelihoodLoss
+from voxsurv.stats.cox_loss import CoxPartialLikelihoodLoss
 
 SMALL = dict(in_channels=3, img_size=32, stem_widths=(8, 16), embed_dim=32, depth=4)
 

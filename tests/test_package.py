@@ -11,7 +11,7 @@ def test_cli_help_lists_subcommands():
 
 
 def test_input_error_names_patient_file_and_fix():
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
 
     err = InputError("mask is empty", patient_id="lung1-007", path="m.nii.gz", fix="re-export the GTV")
     assert str(err) == "patient lung1-007: mask is empty (m.nii.gz). Fix: re-export the GTV"

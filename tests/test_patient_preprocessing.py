@@ -22,8 +22,8 @@ from monai.transforms import Compose, RandFlipd, RandRotated, Rotate, Rotated
 
 from custom_transforms import (DESCRIPTOR_NAMES, RandTumourSlicesd, TumourDescriptorsd, TumourStack,
                                patient_preprocessing, stack_preprocessing, volume_preprocessing)
-from voxelmaps.normalise import MapStatistics
-from voxsurv.errors import InputError, input_error_in
+from voxsurv.maps.normalise import MapStatistics
+from voxsurv.core.errors import InputError, input_error_in
 
 FEATURES = ["firstorder_Mean", "glcm_Contrast", "glszm_ZoneEntropy"]
 # a large tumour (wider than the old 64 mm crop), a small one, one of the target cohort

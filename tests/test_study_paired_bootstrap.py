@@ -1,12 +1,12 @@
-"""survival.paired_bootstrap: the paired dC and its CI equal a direct computation (explicit
+"""voxsurv.stats.paired_bootstrap: the paired dC and its CI equal a direct computation (explicit
 resampled copies of the patients scored with harrell_c), and the convention holds."""
 
 import numpy as np
 import pytest
 
-from survival.metrics import harrell_c
-from survival.paired_bootstrap import bootstrap_indices, paired_bootstrap_c
-from voxsurv.errors import InputError
+from voxsurv.stats.metrics import harrell_c
+from voxsurv.stats.paired_bootstrap import bootstrap_indices, paired_bootstrap_c
+from voxsurv.core.errors import InputError
 
 
 def _cohort(n=60, seed=1):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from survival.metrics import harrell_c
+from voxsurv.stats.metrics import harrell_c
 from voxsurv.study.selection import (choose_candidate, choose_epoch, pooled_c_by_seed, pooled_oof,
                                      selection_table, summarise_protocol)
 

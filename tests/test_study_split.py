@@ -10,7 +10,7 @@ SPLIT = "docs/results/real_split.csv"
 
 
 def test_split_file_is_the_seeded_event_stratified_20_80_split(lung_crops):
-    from voxsurv.manifest import load_manifest
+    from voxsurv.data.manifest import load_manifest
 
     manifest = load_manifest(lung_crops / "manifest.csv", check_files=False)
     split = read_split(SPLIT)

@@ -10,7 +10,7 @@ import stat
 import pytest
 import torch
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 from voxsurv.training.checkpoints import ensemble_size, load_weights, read_state_dict, save_network
 
 

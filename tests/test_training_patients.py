@@ -89,7 +89,7 @@ def test_empty_mask_is_excluded_and_recorded(prepared):
 
 def test_map_statistics_are_fitted_on_the_training_patients_only(prepared, manifest):
     from custom_transforms.pipeline import volume_preprocessing
-    from voxelmaps.normalise import MapStatistics
+    from voxsurv.maps.normalise import MapStatistics
 
     root, data, _ = prepared
     saved = MapStatistics.load(root / "out" / "map_statistics.json")
@@ -128,7 +128,7 @@ def test_a_second_run_reads_every_patient_from_the_cache(prepared, manifest, mon
 
 
 def test_statistics_file_with_more_maps_is_selected_by_features(prepared, manifest, tmp_path):
-    from voxelmaps.normalise import MapStatistics
+    from voxsurv.maps.normalise import MapStatistics
 
     root, _, first = prepared
     stats = MapStatistics.load(root / "out" / "map_statistics.json")
@@ -143,7 +143,7 @@ def test_statistics_file_with_more_maps_is_selected_by_features(prepared, manife
 
 
 def test_roles_cross_validation_fold_and_drawn_split(manifest, tmp_path):
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
 
     m = pd.read_csv(manifest)
     folds = [_data(manifest, tmp_path, fold=k, n_folds=2, test_split=None) for k in (0, 1)]
@@ -166,7 +166,7 @@ def test_cache_keys_change_with_every_preprocessing_setting():
     """A stack cached under one setting must never be served for another (features, spacing,
     map settings, image size, field of view, statistics); where the maps cache lives does not matter."""
     from custom_transforms.pipeline import stack_preprocessing, volume_preprocessing
-    from voxelmaps.normalise import MapStatistics
+    from voxsurv.maps.normalise import MapStatistics
 
     from voxsurv.training.stack_cache import describe_transform, settings_hash
 

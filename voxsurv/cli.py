@@ -19,21 +19,11 @@ import sys
 
 from voxsurv import __version__
 from voxsurv import commands as _commands_pkg
-from voxsurv.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_USAGE, InputError, UsageError
+from voxsurv.commands import output_options
+from voxsurv.core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_USAGE, InputError, UsageError
 
 REPORT_BUG = ("internal error: this is a bug in voxsurv {version}, not a problem with your input. Please "
               "report it (the command line and the traceback above) to the voxsurv maintainers.")
-
-
-def output_options() -> argparse.ArgumentParser:
-    """--verbose / --quiet for every sub-command (also accepted before the command name)."""
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("output")
-    g.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                   help="show library warnings and debug logs")
-    g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                   help="no progress and no warnings; errors and results only")
-    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +60,7 @@ class _SubParsers:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from voxsurv import console
+    from voxsurv.core import console
 
     words = sys.argv[1:] if argv is None else list(argv)
     # configured before parsing: deprecated option spellings warn while argparse reads them
@@ -90,8 +80,8 @@ def run_handler(args, parser: argparse.ArgumentParser) -> int:
     """Run ``args.handler`` under the error contract (see the module docstring)."""
     import traceback
 
-    from voxsurv.errors import input_error_in, os_error_as_input_error
-    from voxsurv.privacy import redact
+    from voxsurv.core.errors import input_error_in, os_error_as_input_error
+    from voxsurv.core.privacy import redact
 
     try:
         return int(args.handler(args) or 0)

@@ -31,7 +31,7 @@ RTSTRUCT_RULES = '{"selections": [{"name": "RTSTRUCT", "conditions": {"Modality"
 
 def redact_uids_in_logs() -> None:
     """The SDK logs study/series/SOP instance UIDs; voxsurv keeps UIDs out of logs."""
-    from voxsurv.privacy import RedactingFilter
+    from voxsurv.core.privacy import RedactingFilter
 
     root = logging.getLogger()
     if not any(isinstance(f, RedactingFilter) for f in root.filters):

@@ -99,7 +99,7 @@ class VoxsurvRiskOperator(Operator):
 
     def compute(self, op_input, op_output, context):
         from voxsurv.inference.predictor import RiskPredictor
-        from voxsurv.privacy import RedactingFilter
+        from voxsurv.core.privacy import RedactingFilter
 
         for handler in logging.getLogger().handlers:  # keep UIDs out of the logs from here on
             if not any(isinstance(f, RedactingFilter) for f in handler.filters):

@@ -17,8 +17,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from voxsurv.errors import InputError
-from voxsurv.output_paths import check_output_folder, refuse_to_replace, staged_outputs  # noqa: F401 (re-export)
+from voxsurv.core.errors import InputError
+from voxsurv.core.output_paths import check_output_folder, refuse_to_replace, staged_outputs  # noqa: F401 (re-export)
+
+
+def output_options() -> argparse.ArgumentParser:
+    """--verbose / --quiet for every sub-command (also accepted before the command name)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("output")
+    g.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show library warnings and debug logs")
+    g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="no progress and no warnings; errors and results only")
+    return p
 
 
 def deprecated_alias(parser, old: str, dest: str, new: str, convert=None, **kwargs) -> None:
@@ -29,7 +40,7 @@ def deprecated_alias(parser, old: str, dest: str, new: str, convert=None, **kwar
         deprecated_alias = True  # tests and docs tell these apart from the current options
 
         def __call__(self, p, namespace, values, option_string=None):
-            from voxsurv.console import deprecated_option
+            from voxsurv.core.console import deprecated_option
 
             deprecated_option(old, new)
             setattr(namespace, dest, convert(values) if convert else values)

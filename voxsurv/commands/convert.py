@@ -26,19 +26,19 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from voxsurv.errors import UsageError
-    from voxsurv.output_paths import check_output_folder, refuse_to_replace, staged_outputs
+    from voxsurv.core.errors import UsageError
+    from voxsurv.core.output_paths import check_output_folder, refuse_to_replace, staged_outputs
 
     if not args.out:
         raise UsageError("--out is required (the output folder)")
     out = check_output_folder(args.out)
     if args.manifest:
-        from voxsurv.console import progress_bar, warn
-        from voxsurv.tables import read_csv_table
+        from voxsurv.core.console import progress_bar, warn
+        from voxsurv.core.tables import read_csv_table
 
         table = read_csv_table(args.manifest, "conversion manifest")
         refuse_to_replace(out, ["converted.csv"], args.overwrite)
-        from voxsurv.ingest.convert import convert_batch
+        from voxsurv.data.ingest.convert import convert_batch
 
         bar = progress_bar(total=len(table), desc="convert", unit="patient")
         converted, excluded = convert_batch(args.manifest, out, roi=args.roi,
@@ -49,7 +49,7 @@ def run(args) -> int:
         for msg in excluded["message"]:
             warn(f"excluded: {msg}")
         if not len(converted):
-            from voxsurv.errors import InputError
+            from voxsurv.core.errors import InputError
 
             raise InputError(f"no patient could be converted: all {len(excluded)} were excluded",
                              path=str(out / "exclusions.csv"), fix="correct the inputs listed there and run again")
@@ -57,7 +57,7 @@ def run(args) -> int:
     if not (args.ct_dir and args.roi and (bool(args.rtstruct) != bool(args.seg))):
         raise UsageError("give --ct-dir, --roi and one of --rtstruct/--seg (or --manifest)")
     refuse_to_replace(out, OUTPUTS, args.overwrite)
-    from voxsurv.ingest.convert import convert_patient
+    from voxsurv.data.ingest.convert import convert_patient
 
     with staged_outputs(out) as stage:
         res = convert_patient(args.ct_dir, args.rtstruct, args.roi, stage, patient_id=args.patient_id, seg=args.seg)

@@ -38,14 +38,14 @@ def _bundle(value: str):
     from pathlib import Path
 
     from voxsurv.commands import resolve_bundle
-    from voxsurv.console import deprecated_option
+    from voxsurv.core.console import deprecated_option
 
     if "/" not in value and not Path(value).is_dir():
         deprecated_option(f"--bundle {value}", f"--bundle bundles/{value}", "--bundle takes a folder in every command")
         value = f"bundles/{value}"
     bundle = resolve_bundle(value, "training")
     if not (bundle / "configs" / "train.yaml").is_file():
-        from voxsurv.errors import InputError
+        from voxsurv.core.errors import InputError
 
         raise InputError("not a training bundle (configs/train.yaml missing)", path=str(bundle),
                          fix="pass --bundle bundles/pretrain (or another training bundle folder)")
@@ -53,7 +53,7 @@ def _bundle(value: str):
 
 
 def _overrides(items: list[str]) -> list[str]:
-    from voxsurv.errors import UsageError
+    from voxsurv.core.errors import UsageError
 
     out = []
     for item in items:
@@ -67,7 +67,7 @@ def _overrides(items: list[str]) -> list[str]:
 def _read_fold_metrics(fold_dir):
     import csv
 
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
 
     path = fold_dir / "metrics.csv"
     if not path.is_file():
@@ -89,8 +89,8 @@ def run(args) -> int:
     import sys
 
     from voxsurv.commands import check_output_folder
-    from voxsurv.console import progress_bar, verbose
-    from voxsurv.errors import InputError
+    from voxsurv.core.console import progress_bar, verbose
+    from voxsurv.core.errors import InputError
 
     root = _bundle(args.bundle)
     out = check_output_folder(args.out)
@@ -127,7 +127,7 @@ def run(args) -> int:
     bar.close()
     table = pd.DataFrame(rows)
     c = table["val_c_index"].to_numpy()
-    from voxsurv.tables import write_csv_atomic
+    from voxsurv.core.tables import write_csv_atomic
 
     write_csv_atomic(table, out / "cv_results.csv")
     print(f"{args.folds}-fold CV: mean C-index {np.nanmean(c):.3f} (SD {np.nanstd(c, ddof=1):.3f}); "

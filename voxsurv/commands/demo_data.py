@@ -17,7 +17,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from voxsurv.output_paths import check_output_folder
+    from voxsurv.core.output_paths import check_output_folder
     from voxsurv.training.demo import generate_demo_cohort
 
     check_output_folder(args.out)

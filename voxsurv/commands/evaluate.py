@@ -34,7 +34,7 @@ def register(sub) -> None:
 def _days(text: str | None, option: str):
     if text is None:
         return None
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
 
     try:
         values = [float(x) for x in text.split(",") if x.strip()]
@@ -51,8 +51,8 @@ def predictions_file(value: str, role: str):
     that folder's exclusion count (None for a plain CSV)."""
     from pathlib import Path
 
-    from voxsurv.errors import InputError
-    from voxsurv.tables import read_csv_table
+    from voxsurv.core.errors import InputError
+    from voxsurv.core.tables import read_csv_table
 
     path = Path(value)
     excluded = None
@@ -70,13 +70,13 @@ def predictions_file(value: str, role: str):
 def run(args) -> int:
     import json
 
-    from survival import figures as F
-    from survival.evaluation import evaluate, predictions_with_groups, read_predictions
-    from survival.report import write_report
-    from survival.sample_checks import sample_warnings, shared_patients
+    from voxsurv.stats import figures as F
+    from voxsurv.stats.evaluation import evaluate, predictions_with_groups, read_predictions
+    from voxsurv.stats.report import write_report
+    from voxsurv.stats.sample_checks import sample_warnings, shared_patients
     from voxsurv.commands import check_output_folder, refuse_to_replace, staged_outputs
-    from voxsurv.console import warn
-    from voxsurv.errors import InputError
+    from voxsurv.core.console import warn
+    from voxsurv.core.errors import InputError
 
     out = check_output_folder(args.out)
     refuse_to_replace(out, OUTPUTS, args.overwrite)
@@ -112,7 +112,7 @@ def run(args) -> int:
                 "Risk score density by outcome": ("risk_density",
                                                   F.plot_risk_density(r, e, ev.metrics["median_split"]["cutoff"])),
                 "Kaplan-Meier by risk group (reference median split)":
-                    ("km_risk_groups", F.plot_km_groups(t, e, ev.tier, ev.split))}
+                    ("km_risk_groups", F.plot_km_groups(t, e, ev.high_risk, ev.split))}
         for ct, cal in ev.calibration.items():
             figs[f"Calibration at {ct:g} d"] = (f"calibration_{ct:g}d", F.plot_calibration(cal))
         for dt, curve in ev.dca.items():

@@ -6,7 +6,7 @@ from __future__ import annotations
 def register(sub) -> None:
     p = sub.add_parser("manifest", help="check a cohort manifest (CSV) and summarise it")
     msub = p.add_subparsers(dest="manifest_command", metavar="ACTION", required=True)
-    from voxsurv.cli import output_options
+    from voxsurv.commands import output_options
 
     c = msub.add_parser("check", help="validate FILE; print patients per cohort, events and median "
                                       "follow-up, or every problem found (exit 1)", parents=[output_options()])
@@ -20,8 +20,8 @@ def register(sub) -> None:
 def run(args) -> int:
     import sys
 
-    from voxsurv.errors import InputError, error_line
-    from voxsurv.manifest import ManifestError, load_manifest, manifest_summary
+    from voxsurv.core.errors import InputError, error_line
+    from voxsurv.data.manifest import ManifestError, load_manifest, manifest_summary
 
     try:
         df = load_manifest(args.file, check_files=not args.no_files)
@@ -43,8 +43,8 @@ def run(args) -> int:
         print("split counts:", df["split"].fillna("").value_counts().sort_index().to_dict())
 
     if args.volumes:
-        from voxsurv.console import progress_bar
-        from voxsurv.ingest.volumes import check_record
+        from voxsurv.core.console import progress_bar
+        from voxsurv.data.ingest.volumes import check_record
 
         bad = []
         for rec in progress_bar(df.to_dict("records"), total=len(df), desc="volumes", unit="patient"):

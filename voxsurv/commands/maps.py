@@ -65,7 +65,7 @@ def register(sub) -> None:
 
 
 def _settings(args):
-    from voxelmaps.settings import MapSettings
+    from voxsurv.maps.settings import MapSettings
     from voxsurv.commands import window_bounds
 
     return MapSettings(radius=args.radius, bin_width=args.bin_width, bin_count=args.bin_count,
@@ -73,7 +73,7 @@ def _settings(args):
 
 
 def run(args) -> int:
-    from voxsurv.errors import UsageError
+    from voxsurv.core.errors import UsageError
 
     if args.manifest:
         if args.image or args.mask:
@@ -104,18 +104,18 @@ def _run_cohort(args) -> int:
     <out>/maps: cached maps lie on the bundles' grid, and bundles given that cache read them."""
     from pathlib import Path
 
-    from voxelmaps.features import resolve_features
-    from voxsurv.console import progress_bar, warn
-    from voxsurv.output_paths import check_output_folder
-    from voxsurv.tables import read_csv_table
+    from voxsurv.maps.features import resolve_features
+    from voxsurv.core.console import progress_bar, warn
+    from voxsurv.core.output_paths import check_output_folder
+    from voxsurv.core.tables import read_csv_table
 
     check_output_folder(args.out)
     read_csv_table(args.manifest, "manifest")  # encoding / format errors, before any work
     features = resolve_features(args.features)
     from custom_transforms.pipeline import volume_preprocessing
-    from voxelmaps.cohort import RecordReader, run_cohort
-    from voxsurv.ingest.volumes import check_image_mask
-    from voxsurv.manifest import load_manifest
+    from voxsurv.maps.cohort import RecordReader, run_cohort
+    from voxsurv.data.ingest.volumes import check_image_mask
+    from voxsurv.data.manifest import load_manifest
 
     chain = volume_preprocessing(features, pixdim=None if args.no_resample else tuple(args.spacing),
                                  maps_backend=args.backend, maps_cache_dir=Path(args.out) / "maps",
@@ -125,7 +125,7 @@ def _run_cohort(args) -> int:
     log.info("maps for %d patients -> %s (%s backend, %d features)", len(records), args.out,
              args.backend, len(features))
     bar = progress_bar(total=len(records), desc="maps", unit="patient")
-    runner_log = logging.getLogger("voxelmaps.cohort")
+    runner_log = logging.getLogger("voxsurv.maps.cohort")
     handler, level = _CohortProgress(bar), runner_log.level
     runner_log.addHandler(handler)
     runner_log.setLevel(min(level or logging.INFO, logging.INFO))
@@ -149,7 +149,7 @@ def _outputs(args) -> tuple:
     .nii.gz/.nii/.npz is the deprecated file spelling."""
     from pathlib import Path
 
-    from voxsurv.console import deprecated_option
+    from voxsurv.core.console import deprecated_option
 
     out = Path(args.out)
     if out.name.lower().endswith((".nii.gz", ".nii", ".npz")):
@@ -192,11 +192,11 @@ def _run_patient(args) -> int:
     import os
     from pathlib import Path
 
-    from voxelmaps.features import resolve_features
-    from voxsurv.console import Steps
-    from voxsurv.errors import InputError, input_error_in
-    from voxsurv.ingest.volumes import check_image_mask
-    from voxsurv.output_paths import check_output_folder, refuse_to_replace, staged_outputs
+    from voxsurv.maps.features import resolve_features
+    from voxsurv.core.console import Steps
+    from voxsurv.core.errors import InputError, input_error_in
+    from voxsurv.data.ingest.volumes import check_image_mask
+    from voxsurv.core.output_paths import check_output_folder, refuse_to_replace, staged_outputs
 
     folder, maps_file, sidecar, montage = _outputs(args)
     check_output_folder(folder)
@@ -213,7 +213,7 @@ def _run_patient(args) -> int:
     import SimpleITK as sitk
 
     from custom_transforms.pipeline import volume_preprocessing
-    from voxsurv.ingest.volumes import to_metatensor
+    from voxsurv.data.ingest.volumes import to_metatensor
 
     chain = volume_preprocessing(names, pixdim=None if args.no_resample else tuple(args.spacing), load=False,
                                  maps_backend=args.backend, maps_settings=settings, maps_device=args.device)
@@ -247,7 +247,7 @@ def _run_patient(args) -> int:
     if montage:
         chosen = args.png_maps.split(",") if args.png_maps else \
             [n for n in DEFAULT_PNG_MAPS if n in names] or names[:8]
-        from voxelmaps.montage import draw_montage
+        from voxsurv.maps.montage import draw_montage
 
         with steps.step(f"drawing the montage of {len(chosen)} maps"):
             tmp = montage.with_name(f".{montage.name}.partial.png")

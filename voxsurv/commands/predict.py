@@ -46,7 +46,7 @@ def _stem(path: str) -> str:
 def records_from_args(args) -> tuple[list[dict], bool]:
     """The patients to predict and whether this is single-patient mode; UsageError for a command
     line that names no input or several kinds."""
-    from voxsurv.errors import UsageError
+    from voxsurv.core.errors import UsageError
 
     modes = [bool(args.manifest), bool(args.image or args.mask), bool(args.ct_dir or args.rtstruct)]
     if sum(modes) != 1:
@@ -69,7 +69,7 @@ def records_from_args(args) -> tuple[list[dict], bool]:
 
 def run(args) -> int:
     from voxsurv.commands import resolve_bundle
-    from voxsurv.console import warn
+    from voxsurv.core.console import warn
     from voxsurv.inference.batch import predict_patients
     from voxsurv.inference.outputs import EXCLUSIONS_FILE, PREDICTIONS_FILE
 
@@ -103,7 +103,7 @@ def run(args) -> int:
         warn(f"{len(flagged)} report(s) carry warnings (risk outside the training range, tumour wider than the "
              f"field of view): {', '.join(flagged[:5])}{', ...' if len(flagged) > 5 else ''}")
     if not (n_new + n_kept):
-        from voxsurv.errors import InputError
+        from voxsurv.core.errors import InputError
 
         raise InputError(f"no patient could be predicted: all {n_excl} were excluded", path=str(out / EXCLUSIONS_FILE),
                          fix="correct the inputs listed in exclusions.csv and run the same command again")

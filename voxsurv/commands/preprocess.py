@@ -46,8 +46,8 @@ def preprocess_patient(image, mask, patient_id: str | None = None, pixdim=(1.0, 
     """Checked image/mask files -> ``{"image": (2, H, W, S) MetaTensor (ct, mask), "descriptors",
     "patient_id"}`` from custom_transforms.pipeline (volume + stack stage, no maps). InputError
     naming the patient for bad input."""
-    from voxsurv.errors import input_error_in
-    from voxsurv.ingest.volumes import check_image_mask, to_metatensor
+    from voxsurv.core.errors import input_error_in
+    from voxsurv.data.ingest.volumes import check_image_mask, to_metatensor
 
     img, msk = check_image_mask(image, mask, patient_id)  # before importing MONAI: bad input fails fast
     from monai.transforms import Compose
@@ -136,10 +136,10 @@ def run(args) -> int:
     import pandas as pd
 
     from voxsurv.commands import window_bounds
-    from voxsurv.console import progress_bar, warn
-    from voxsurv.errors import InputError, UsageError
-    from voxsurv.output_paths import check_output_folder, refuse_to_replace, staged_outputs
-    from voxsurv.tables import write_csv_atomic
+    from voxsurv.core.console import progress_bar, warn
+    from voxsurv.core.errors import InputError, UsageError
+    from voxsurv.core.output_paths import check_output_folder, refuse_to_replace, staged_outputs
+    from voxsurv.core.tables import write_csv_atomic
 
     if not args.out:
         raise UsageError("--out is required (the output folder)")
@@ -150,8 +150,8 @@ def run(args) -> int:
     if args.manifest:
         if args.image or args.mask:
             raise UsageError("give either --manifest or --image/--mask, not both")
-        from voxsurv.manifest import load_manifest
-        from voxsurv.patient_folders import patient_folder_name
+        from voxsurv.data.manifest import load_manifest
+        from voxsurv.core.patient_folders import patient_folder_name
 
         df = load_manifest(args.manifest)
         refuse_to_replace(out, ["exclusions.csv"], args.overwrite)

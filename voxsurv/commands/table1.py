@@ -27,10 +27,10 @@ OUTPUTS = ("table1.csv", "table1.html")
 def run(args) -> int:
     from pathlib import Path
 
-    from survival.table1 import characteristics_table, table_to_html
+    from voxsurv.stats.table1 import characteristics_table, table_to_html
     from voxsurv.commands import check_output_folder, refuse_to_replace
-    from voxsurv.errors import InputError
-    from voxsurv.tables import read_csv_table, write_csv_atomic, write_text_atomic
+    from voxsurv.core.errors import InputError
+    from voxsurv.core.tables import read_csv_table, write_csv_atomic, write_text_atomic
 
     out = check_output_folder(args.out)
     refuse_to_replace(out, OUTPUTS, args.overwrite)

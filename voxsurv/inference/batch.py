@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 from voxsurv.inference.outputs import PlannedPatient, PredictionFolder, exclusion_row, model_identity
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def check_patient(record: dict, work_dir: Path, roi: str | None) -> dict:
     (NIfTI paths + ``inputs`` fingerprint). DICOM is converted into ``work_dir/input``."""
     pid = record["patient_id"]
     if record.get("ct_dir") or record.get("rtstruct"):
-        from voxsurv.ingest.convert import convert_patient
+        from voxsurv.data.ingest.convert import convert_patient
         from voxsurv.inference.bundle_info import sha256_file
 
         pattern = record.get("roi") or roi
@@ -81,7 +81,7 @@ def check_patient(record: dict, work_dir: Path, roi: str | None) -> dict:
         inputs = {**record["_fingerprint"], "roi": res.roi_name,
                   "converted_image_sha256": sha256_file(res.image_path)}
         return {"patient_id": pid, "image": str(res.image_path), "mask": str(res.mask_path), "inputs": inputs}
-    from voxsurv.ingest.volumes import check_image_mask
+    from voxsurv.data.ingest.volumes import check_image_mask
 
     check_image_mask(record["image"], record["mask"], pid)
     return {"patient_id": pid, "image": record["image"], "mask": record["mask"], "inputs": record["_fingerprint"]}
@@ -95,7 +95,7 @@ def predict_patients(records: list[dict], out: str | Path, bundle: str | Path, c
     InputError (and leaves nothing behind) instead of becoming an exclusion. ``owns_process``: the
     process ends after this run (the command line), so MONAI may be imported without the packages
     prediction never uses (voxsurv.inference.monai_import: a faster cold start)."""
-    from voxsurv.console import Steps, progress_bar
+    from voxsurv.core.console import Steps, progress_bar
 
     bundle = Path(bundle)
     check_bundle(bundle, checkpoint)
@@ -201,7 +201,7 @@ def _load(bundle, checkpoint, device, roi, owns_process: bool):
 
 
 def _run_model(predictor, checked, folder, summary, single, workers, steps) -> None:
-    from voxsurv.console import progress_bar
+    from voxsurv.core.console import progress_bar
 
     if single:
         p, rec, stage = checked[0]
@@ -240,7 +240,7 @@ def _run_model(predictor, checked, folder, summary, single, workers, steps) -> N
 def _finish(predictor, prepared, planned: PlannedPatient, stage: Path, folder: PredictionFolder) -> dict:
     """Network + report into the staging folder, the resume key added, then renamed into place."""
     from voxsurv.inference.predictor import REPORT_FILE
-    from voxsurv.jsonfile import write_json_atomic
+    from voxsurv.core.jsonfile import write_json_atomic
 
     report = predictor.infer(prepared, stage)
     report["resume_key"] = planned.key
@@ -261,7 +261,7 @@ class _PreparingDataset:
         return len(self.items)
 
     def __getitem__(self, i: int):
-        from voxsurv.errors import input_error_in
+        from voxsurv.core.errors import input_error_in
         from voxsurv.inference.predictor import PreparedPatient
 
         rec, stage = self.items[i]

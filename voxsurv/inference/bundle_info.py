@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from voxsurv.errors import InputError
-from voxsurv.jsonfile import write_json_atomic
+from voxsurv.core.errors import InputError
+from voxsurv.core.jsonfile import write_json_atomic
 
 INFO_FORMAT = "voxsurv-inference-info/2"
 #: per-slice networks (CT z-scored in the tumour, no mask channel, 64 mm crops, mean of slice risks)
@@ -58,7 +58,7 @@ class InferenceInfo:
 
     Args:
         features: selected map names, in channel order (channels 1..F; 0 is the CT, F+1 the mask).
-        map_statistics: ``voxelmaps.normalise.MapStatistics.to_dict()`` fitted on the training cohort.
+        map_statistics: ``voxsurv.maps.normalise.MapStatistics.to_dict()`` fitted on the training cohort.
         network: keyword arguments of ``networks.VisionMambaSurv`` (one member), with
             ``in_channels``, ``img_size``, ``pooling`` and ``n_descriptors`` (> 0: anchored).
         n_members: members of the ``networks.SurvivalEnsemble`` in ``models/model.pt`` (1: one network).
@@ -108,15 +108,15 @@ class InferenceInfo:
     def statistics(self):
         """The MapStatistics object of the selected maps (for stack_preprocessing); None for a
         network without maps (CT + mask only)."""
-        from voxelmaps.normalise import MapStatistics
+        from voxsurv.maps.normalise import MapStatistics
 
         if not self.features:
             return None
         return MapStatistics.from_dict(self.map_statistics).select(self.features)
 
     def breslow(self):
-        """The survival.calibration.BreslowBaseline object."""
-        from survival.calibration import BreslowBaseline
+        """The voxsurv.stats.calibration.BreslowBaseline object."""
+        from voxsurv.stats.calibration import BreslowBaseline
 
         b = self.baseline
         return BreslowBaseline(np.asarray(b["event_times"], dtype=float),

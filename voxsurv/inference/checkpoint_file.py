@@ -12,7 +12,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 SAVE_WEIGHTS = "save only the weights: torch.save(model.state_dict(), PATH)"
 

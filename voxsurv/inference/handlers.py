@@ -7,11 +7,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from voxsurv.inference.outputs import ANCHOR_COLUMNS, PREDICTION_COLUMNS
+
 logger = logging.getLogger(__name__)
 
-PREDICTION_COLUMNS = ("patient_id", "risk", "tier", "in_training_range", "s_365", "s_730", "s_1095")
-#: columns of an anchored network: the descriptors' fixed offset and the image part of the risk
-ANCHOR_COLUMNS = ("anchor_offset", "image_risk")
 
 
 def bundle_datalist(dataset_dir: str) -> list[dict]:
@@ -30,7 +29,7 @@ def bundle_datalist(dataset_dir: str) -> list[dict]:
 
 def require_patients(dataset, dataset_dir: str) -> None:
     """Stop `monai.bundle run` with a clear message when there is nothing to predict."""
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
 
     if len(dataset) == 0:
         raise InputError("no patients to predict: manifest.csv missing or empty", path=str(Path(dataset_dir) / "manifest.csv"),
@@ -39,7 +38,7 @@ def require_patients(dataset, dataset_dir: str) -> None:
 
 
 class PredictionsWriter:
-    """Ignite handler: after each iteration keep patient_id, risk, tier, in_training_range and S(t)
+    """Ignite handler: after each iteration keep the PREDICTION_COLUMNS (voxsurv.inference.outputs)
     of every patient in it (+ anchor_offset, image_risk when anchored); at the end write
     ``output_dir/predictions.csv``.
 

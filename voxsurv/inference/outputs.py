@@ -5,7 +5,7 @@
     OUT/exclusions.csv         one row per excluded patient, both atomically after EACH patient
     OUT/<patient folder>/      report.json, gradcam.nii.gz, overlay.png (+ input/ for DICOM)
 
-- Nothing is mixed: each patient has its own folder (``voxsurv.patient_folders``: injective,
+- Nothing is mixed: each patient has its own folder (``voxsurv.core.patient_folders``: injective,
   readable names), and OUT holds the results of one model only.
 - Nothing is lost: a patient's files are written into a hidden staging folder and renamed into
   place when complete; the tables are replaced atomically, so an interrupted run leaves every
@@ -26,17 +26,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from voxsurv.errors import InputError
-from voxsurv.patient_folders import patient_folder_name
+from voxsurv.core.errors import InputError
+from voxsurv.core.patient_folders import patient_folder_name
+from voxsurv.inference.bundle_info import REPORT_TIMES_DAYS
 
 RUN_FILE = "voxsurv_predict.json"
 RUN_FORMAT = "voxsurv-predict-run/1"
 PREDICTIONS_FILE, EXCLUSIONS_FILE = "predictions.csv", "exclusions.csv"
 #: bump when what a report holds changes: older reports are then recomputed, not resumed
 REPORT_FORMAT = 2
-SURVIVAL_COLUMNS = ("s_365", "s_730", "s_1095")
-PREDICTION_COLUMNS = ("patient_id", "folder", "risk", "tier", *SURVIVAL_COLUMNS, "in_training_range",
-                      "time_days", "event")
+SURVIVAL_COLUMNS = tuple(f"s_{days}" for days in REPORT_TIMES_DAYS)
+#: the columns of every inference predictions.csv, in this order: the bundle's own `monai.bundle run`
+#: writes them (voxsurv.inference.handlers.PredictionsWriter; + ANCHOR_COLUMNS for an anchored
+#: network), `voxsurv predict` writes PREDICT_TABLE_COLUMNS (the same + folder, time_days, event)
+PREDICTION_COLUMNS = ("patient_id", "risk", "tier", *SURVIVAL_COLUMNS, "in_training_range")
+ANCHOR_COLUMNS = ("anchor_offset", "image_risk")
+PREDICT_TABLE_COLUMNS = ("patient_id", "folder", *PREDICTION_COLUMNS[1:], "time_days", "event")
 EXCLUSION_COLUMNS = ("patient_id", "problem", "path", "fix", "message")
 STAGING_PREFIX = ".voxsurv-partial-"
 
@@ -142,7 +147,7 @@ class PredictionFolder:
     def check(self) -> None:
         """Refuse an OUT that is a file, is not writable, holds another model's results or other
         content. Creates nothing."""
-        from voxsurv.output_paths import check_output_folder
+        from voxsurv.core.output_paths import check_output_folder
 
         check_output_folder(self.out)
         if not self.out.is_dir():
@@ -234,7 +239,7 @@ class PredictionFolder:
         if self._replace_other_model:
             self._remove_earlier_results()
         from voxsurv import __version__
-        from voxsurv.jsonfile import write_json_atomic
+        from voxsurv.core.jsonfile import write_json_atomic
 
         write_json_atomic(self.out / RUN_FILE, {
             "format": RUN_FORMAT, "model": self.identity, "voxsurv_version": __version__,
@@ -294,9 +299,9 @@ class PredictionFolder:
     def write_tables(self) -> None:
         import pandas as pd
 
-        from voxsurv.tables import write_csv_atomic
+        from voxsurv.core.tables import write_csv_atomic
 
-        write_csv_atomic(pd.DataFrame(list(self.predictions.values()), columns=list(PREDICTION_COLUMNS)),
+        write_csv_atomic(pd.DataFrame(list(self.predictions.values()), columns=list(PREDICT_TABLE_COLUMNS)),
                          self.out / PREDICTIONS_FILE)
         write_csv_atomic(pd.DataFrame(list(self.exclusions.values()), columns=list(EXCLUSION_COLUMNS)),
                          self.out / EXCLUSIONS_FILE)
@@ -333,7 +338,7 @@ def prediction_row(report: dict, folder: str, record: dict, previous: dict | Non
 
 def exclusion_row(err: InputError, patient_id: str | None = None) -> dict:
     """An exclusions.csv row of a bad-input error (DICOM UIDs redacted; only the file's name)."""
-    from voxsurv.privacy import redact
+    from voxsurv.core.privacy import redact
 
     pid = patient_id if patient_id is not None else (err.patient_id or "")
     return {"patient_id": pid, "problem": redact(err.problem), "path": Path(err.path).name if err.path else "",

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 from voxsurv.inference.bundle_info import (INFO_FILE, PREPROCESSING_KEYS, InferenceInfo, sha256_file,
                                            tertile_cutoffs)
 
@@ -85,6 +85,18 @@ def as_ensemble(state: dict, path: str | Path | None = None):
     return net, kwargs
 
 
+def inference_preprocessing(recorded: dict | None) -> dict:
+    """The inference bundle's ``preprocessing`` (patient_preprocessing's arguments) for a training run
+    that recorded ``recorded`` (its run_settings.json, or the settings given): the recorded values
+    of :data:`PREPROCESSING_KEYS`, the defaults of the training chain for the rest. One function, so
+    tests/test_bundle_chains.py can check that the bundles' training chain equals what inference
+    rebuilds from it."""
+    pre = {**DEFAULT_PREPROCESSING, **{k: v for k, v in (recorded or {}).items() if k in PREPROCESSING_KEYS}}
+    pre["pixdim"] = [float(v) for v in pre["pixdim"]]
+    pre["hu_window"] = [float(v) for v in pre["hu_window"]]
+    return pre
+
+
 def read_training_settings(output_dir: str | Path) -> dict:
     """What a training run recorded about itself (``run_settings.json``: features, preprocessing,
     network, manifest, splits, seed; voxsurv.training.run_record)."""
@@ -137,7 +149,7 @@ def training_patients(manifest: str | Path, splits: list[str] | None = None, pat
     the rows of ``patient_ids``."""
     import pandas as pd
 
-    from voxsurv.manifest import load_manifest
+    from voxsurv.data.manifest import load_manifest
 
     table = load_manifest(manifest)
     if splits_file is not None:
@@ -190,8 +202,8 @@ def package(weights: str | Path, bundle: str | Path, manifest: str | Path, map_s
         torchscript: also export ``models/model.ts``.
         provenance: extra entries for the info's provenance (study row, command, licences ...).
     """
-    from survival.calibration import breslow_baseline
-    from voxelmaps.normalise import MapStatistics
+    from voxsurv.stats.calibration import breslow_baseline
+    from voxsurv.maps.normalise import MapStatistics
 
     bundle = Path(bundle)
     if not (bundle / "configs" / "inference.yaml").is_file():
@@ -219,9 +231,7 @@ def package(weights: str | Path, bundle: str | Path, manifest: str | Path, map_s
                          fix="pass the statistics of the same training run")
     if stats is not None and features:
         stats = stats.select(features)
-    pre = {**DEFAULT_PREPROCESSING, **{k: v for k, v in (preprocessing or {}).items() if k in PREPROCESSING_KEYS}}
-    pre["pixdim"] = [float(v) for v in pre["pixdim"]]
-    pre["hu_window"] = [float(v) for v in pre["hu_window"]]
+    pre = inference_preprocessing(preprocessing)
     if int(pre["img_size"]) != int(kwargs["img_size"]):
         raise InputError(f"preprocessing img_size {pre['img_size']} but the network was built for "
                          f"{kwargs['img_size']} px", path=str(weights), fix="pass the run's img_size")

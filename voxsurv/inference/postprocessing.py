@@ -30,11 +30,11 @@ class PatientRiskd(MapTransform):
     batch of several patients; averaging it silently would report a different quantity.
 
     Args:
-        keys: key of the network output (default "pred").
+        keys: key of the network output (the bundle: "pred").
         output_key: where the patient risk goes.
     """
 
-    def __init__(self, keys: KeysCollection = "pred", output_key: str = "risk", allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, output_key: str = "risk", allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_key = output_key
 
@@ -64,7 +64,7 @@ class AnchorDecompositiond(MapTransform):
         risk_key: where the patient risk is (from :class:`PatientRiskd`).
     """
 
-    def __init__(self, keys: KeysCollection = "descriptors", network: nn.Module | None = None, anchored: bool = False,
+    def __init__(self, keys: KeysCollection, network: nn.Module | None = None, anchored: bool = False,
                  risk_key: str = "risk", allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         if anchored and network is None:
@@ -91,12 +91,12 @@ class RiskTierd(MapTransform):
     """Risk tier Low / Intermediate / High from the training patients' tertile cut-offs.
 
     Args:
-        keys: key of the patient risk (default "risk").
+        keys: key of the patient risk (the bundle: "risk").
         cutoffs: (c1, c2): Low below c1, Intermediate below c2, High from c2 on.
         output_key: where the tier name goes.
     """
 
-    def __init__(self, keys: KeysCollection = "risk", cutoffs: Sequence[float] = (0.0, 0.0),
+    def __init__(self, keys: KeysCollection, cutoffs: Sequence[float] = (0.0, 0.0),
                  output_key: str = "tier", allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         if len(cutoffs) != 2 or cutoffs[0] > cutoffs[1]:
@@ -122,7 +122,7 @@ class TrainingRiskRanged(MapTransform):
         output_key: where the flag goes (the range itself goes to ``training_risk_range``).
     """
 
-    def __init__(self, keys: KeysCollection = "risk", risk_range: Sequence[float] = (0.0, 0.0),
+    def __init__(self, keys: KeysCollection, risk_range: Sequence[float] = (0.0, 0.0),
                  output_key: str = "in_training_range", allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         if len(risk_range) != 2 or risk_range[0] > risk_range[1]:
@@ -140,7 +140,7 @@ class TrainingRiskRanged(MapTransform):
 
 class SurvivalAtTimesd(MapTransform):
     """Predicted survival S(t | risk) = exp(-H0(t) exp(risk)) at ``times`` (days) with the
-    training patients' Breslow baseline H0 (survival.calibration.BreslowBaseline, step function).
+    training patients' Breslow baseline H0 (voxsurv.stats.calibration.BreslowBaseline, step function).
     Times beyond the training follow-up give None (the baseline is unknown there).
 
     Args:
@@ -150,7 +150,7 @@ class SurvivalAtTimesd(MapTransform):
         output_key: where the {"s_365": ..., ...} dict goes.
     """
 
-    def __init__(self, keys: KeysCollection = "risk", baseline=None, times: Sequence[float] = REPORT_TIMES_DAYS,
+    def __init__(self, keys: KeysCollection, baseline=None, times: Sequence[float] = REPORT_TIMES_DAYS,
                  output_key: str = "survival", allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         if baseline is None:

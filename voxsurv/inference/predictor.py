@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from voxsurv.errors import InputError, input_error_in
-from voxsurv.privacy import redact
+from voxsurv.core.errors import InputError, input_error_in
+from voxsurv.core.privacy import redact
 from voxsurv.inference.bundle_info import REPORT_TIMES_DAYS, InferenceInfo, sha256_file, sha256_files
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def read_prediction_manifest(path: str | Path) -> list[dict]:
     ``ct_dir, rtstruct`` (+ ``roi`` per row or ``--roi``); paths relative to the CSV become absolute.
     Survival columns are not needed. A missing column is an error for the whole file; problems of
     single rows are left to the run, which records them and goes on."""
-    from voxsurv.tables import read_csv_table
+    from voxsurv.core.tables import read_csv_table
 
     path = Path(path)
     table = read_csv_table(path, "manifest", dtype=str, keep_default_na=False, skipinitialspace=True)
@@ -218,7 +218,7 @@ class RiskPredictor:
         """Check and preprocess one patient (the bundle's ``preprocessing``: the training chain);
         InputError for bad input (converted to an error record by :meth:`prepare_safely`).
         ``work_dir`` receives the converted NIfTI of DICOM input."""
-        from voxsurv.ingest.volumes import check_image_mask
+        from voxsurv.data.ingest.volumes import check_image_mask
 
         pid = record.get("patient_id") or "anonymous"
         start = time.perf_counter()
@@ -257,7 +257,7 @@ class RiskPredictor:
             return float(self.network(x, prepared.descriptors[None].to(self.device)).reshape(-1)[0])
 
     def _convert_dicom(self, record: dict, pid: str, work_dir: Path):
-        from voxsurv.ingest.convert import convert_patient
+        from voxsurv.data.ingest.convert import convert_patient
 
         ct_dir, rtstruct = record.get("ct_dir"), record.get("rtstruct")
         roi = record.get("roi") or self.roi
@@ -293,7 +293,7 @@ class RiskPredictor:
 
         from voxsurv.inference.attention import attention_on_input_grid, risk_and_slice_gradcam
         from voxsurv.inference.overlay import choose_panels, input_slices_at, write_overlay
-        from voxsurv.jsonfile import write_json_atomic
+        from voxsurv.core.jsonfile import write_json_atomic
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -399,22 +399,8 @@ class RiskPredictor:
             "intended_use": "Research use only; not for clinical decisions.",
         }
 
-    # ---- one patient / many ----
+    # ---- one patient (a cohort: voxsurv.inference.batch.predict_patients) ----
     def predict(self, record: dict, out_dir: str | Path) -> dict:
         """One patient; raises InputError for bad input."""
         prepared = self.prepare(record, out_dir)
         return self.infer(prepared, out_dir)
-
-    def predict_manifest(self, manifest: str | Path, out_dir: str | Path, num_workers: int = 2,
-                         overwrite: bool = False):
-        """Every patient of a manifest into ``out_dir`` (see voxsurv.inference.batch: one folder per
-        patient, predictions.csv / exclusions.csv after each patient, resume). Returns the
-        (predictions, exclusions) tables as written."""
-        import pandas as pd
-
-        from voxsurv.inference.batch import predict_patients, read_records
-        from voxsurv.inference.outputs import EXCLUSIONS_FILE, PREDICTIONS_FILE
-
-        summary = predict_patients(read_records(manifest), out_dir, self.bundle, self.checkpoint, str(self.device),
-                                   self.roi, overwrite=overwrite, workers=num_workers, predictor=self)
-        return (pd.read_csv(summary.out / PREDICTIONS_FILE), pd.read_csv(summary.out / EXCLUSIONS_FILE))

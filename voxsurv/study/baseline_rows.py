@@ -57,7 +57,7 @@ class BaselineRows:
         return predictions_table(src, risk).assign(fold=folds)
 
     def row_volume_hu(self, oof: pd.DataFrame) -> dict:
-        from survival.metrics import harrell_c
+        from voxsurv.stats.metrics import harrell_c
 
         return self._cox_row("volume_hu", "Cox on log tumour volume + mean tumour HU (resampled grid)",
                              ["log_volume_ml", "mean_hu"],

@@ -47,7 +47,7 @@ class StudyCohort:
 
     def __init__(self, data_dir: str | Path, split_file: str | Path, out_dir: str | Path, n_folds: int = 5,
                  seed: int = 0, smoke: bool = False) -> None:
-        from voxsurv.manifest import load_manifest
+        from voxsurv.data.manifest import load_manifest
         from voxsurv.training.folds import stratified_patient_folds
 
         self.data_dir, self.out = Path(data_dir), Path(out_dir)

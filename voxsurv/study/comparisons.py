@@ -1,4 +1,4 @@
-"""Paired comparisons of the study's rows (survival.paired_bootstrap: same patients resampled for
+"""Paired comparisons of the study's rows (voxsurv.stats.paired_bootstrap: same patients resampled for
 both models, percentile CI, 1000 resamples, the study's seed).
 
 On the test split (each row's one scoring): (e) against (b), (g) and volume + HU (issue 11),
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from survival.paired_bootstrap import paired_bootstrap_c
+from voxsurv.stats.paired_bootstrap import paired_bootstrap_c
 
 TEST_PAIRS = (("e", "b"), ("e", "g"), ("e", "volume_hu"), ("e", "d"), ("e", "f"), ("e", "untrained"),
               ("e", "a"), ("anchored", "volume_hu"), ("e_head_only", "e"))

@@ -32,8 +32,8 @@ def extract_maps(records: list[dict], cache_dir: str | Path, out_dir: str | Path
     maps_cache_key, log_volume_ml, mean_hu, status, seconds). A study patient that fails is an
     error: the split file already excluded the unusable ones."""
     from custom_transforms.pipeline import volume_preprocessing
-    from voxelmaps.cohort import RecordReader, run_cohort
-    from voxsurv.ingest.volumes import check_image_mask
+    from voxsurv.maps.cohort import RecordReader, run_cohort
+    from voxsurv.data.ingest.volumes import check_image_mask
 
     reader = RecordReader(volume_preprocessing(features, maps_cache_dir=str(cache_dir)), check=check_image_mask)
     rows = run_cohort(records, reader, out_dir, workers=workers, threads=1, progress=True)
@@ -51,7 +51,7 @@ def pyradiomics_whole_tumour(cache_dir: str, key: str, bin_width: float = 25.0, 
     import SimpleITK as sitk
     from radiomics import featureextractor
 
-    from voxelmaps.cache import MapsCache
+    from voxsurv.maps.cache import MapsCache
 
     logging.getLogger("radiomics").setLevel(logging.ERROR)
     v = MapsCache(cache_dir).read_volume(key)
@@ -105,7 +105,7 @@ def source_roi_pass(keys: dict[str, str], cache_dir: str | Path, names: list[str
                     seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """One read of every source patient's ROI values of `names`: (patients, F, 5) ROI summaries
     (screening) and per-patient (F, n) voxel subsamples (voxel-level correlation)."""
-    from voxelmaps.cache import MapsCache
+    from voxsurv.maps.cache import MapsCache
     from voxsurv.study.screening import roi_summaries, roi_voxel_sample
 
     cache = MapsCache(cache_dir)
@@ -122,8 +122,8 @@ def fit_source_statistics(keys: dict[str, str], cache_dir: str | Path, names: li
     """MapStatistics of `names` over the ROI voxels of the patients in `keys` (label-free), saved
     to `path`. The study fits it once on ALL source patients for every map: a bundle run picks
     its features from it by name."""
-    from voxelmaps.cache import MapsCache
-    from voxelmaps.normalise import MapStatistics
+    from voxsurv.maps.cache import MapsCache
+    from voxsurv.maps.normalise import MapStatistics
 
     cache = MapsCache(cache_dir)
     settings = cache.read_info(next(iter(keys.values()))).get("settings", {})

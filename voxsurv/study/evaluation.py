@@ -27,8 +27,8 @@ def results_row(model: str, description: str, train_pred: pd.DataFrame, test_pre
                 trained_on: list[str], wall_s: float, device: str, n_resamples: int = 1000,
                 seed: int = 0, extra: dict | None = None) -> dict:
     """Evaluate `test_pred` against the model's own training predictions (reference for the median
-    cut-off and IPCW) with survival.evaluation.evaluate; flatten what the study table needs."""
-    from survival.evaluation import evaluate
+    cut-off and IPCW) with voxsurv.stats.evaluation.evaluate; flatten what the study table needs."""
+    from voxsurv.stats.evaluation import evaluate
 
     ev = evaluate(test_pred, train_pred, times=TIMES_DAYS, n_resamples=n_resamples, seed=seed)
     m = ev.metrics

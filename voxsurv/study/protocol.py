@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PROTOCOL = "bundles/pretrain/configs/study/candidates.yaml"

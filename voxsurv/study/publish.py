@@ -30,8 +30,8 @@ from pathlib import Path
 
 import torch
 
-from voxsurv.errors import InputError
-from voxsurv.jsonfile import write_json_atomic as write_json
+from voxsurv.core.errors import InputError
+from voxsurv.core.jsonfile import write_json_atomic as write_json
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +153,8 @@ def publish(run: str | Path, repo: str | Path | None = None, manifest: str | Pat
             version: str = "0.3.0", allow_smoke: bool = False) -> dict:
     """Copy (d) and (e) + their statistics into the bundles and package (e) for inference.
     `allow_smoke` (tests only) accepts a smoke run, published into a copy of the repository."""
-    from voxelmaps.normalise import MapStatistics
     from voxsurv.inference.packaging import package, package_training_output
+    from voxsurv.maps.normalise import MapStatistics
     from voxsurv.study.deep_runs import read_predictions
 
     run, repo = Path(run), Path(repo) if repo else _repo()

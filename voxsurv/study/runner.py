@@ -57,7 +57,7 @@ class Study:
 
     # ---- data steps ----
     def all_features(self) -> list[str]:
-        from voxelmaps.features import FEATURE_NAMES
+        from voxsurv.maps.features import FEATURE_NAMES
 
         return list(self.s.smoke_features) if self.s.smoke else list(FEATURE_NAMES)
 

@@ -6,7 +6,7 @@ is summarised inside the tumour by five numbers (mean, standard deviation, 10th/
 percentile over all ROI voxels of all tumour slices); a ridge Cox model (lifelines, penalizer 0.1,
 standardised inputs) on these five numbers is fitted in 5-fold event-stratified cross-validation
 inside the source cohort, and the metric is the cumulative/dynamic AUC at 2 years (IPCW from the
-training folds, survival.metrics) averaged over folds. The CT itself is not an input (a "CT + map"
+training folds, voxsurv.stats.metrics) averaged over folds. The CT itself is not an input (a "CT + map"
 CNN per map would cost ~90 x the study budget here). Only source patients are used: the target
 cohort plays no part in the choice.
 
@@ -47,7 +47,7 @@ def screen_one_map(name: str, x: np.ndarray, time: np.ndarray, event: np.ndarray
     """Fold AUCs at `horizon_days` (and fold Harrell C) of the summary-statistic Cox model of one map."""
     from lifelines import CoxPHFitter
 
-    from survival.metrics import cumulative_dynamic_auc, harrell_c
+    from voxsurv.stats.metrics import cumulative_dynamic_auc, harrell_c
 
     aucs, cs, notes = [], [], []
     cols = [f"s{i}" for i in range(x.shape[1])]

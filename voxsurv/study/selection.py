@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from survival.metrics import harrell_c
+from voxsurv.stats.metrics import harrell_c
 
 EPOCH_FILE = re.compile(r"predictions_val_epoch(\d+)\.csv$")
 

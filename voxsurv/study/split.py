@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 ROLES = ("source", "finetune", "test")
 SPLIT_COLUMNS = ("patient_id", "cohort", "role")
@@ -24,8 +24,8 @@ def mask_problem(image_path: str, mask_path: str, patient_id: str,
     """Why this patient cannot enter the study (unreadable/empty mask, or empty once resampled to
     `spacing_xyz` by the bundles' own chain, custom_transforms.pipeline.volume_preprocessing), or None."""
     from custom_transforms.pipeline import volume_preprocessing
-    from voxsurv.errors import input_error_in
-    from voxsurv.ingest.volumes import check_image_mask
+    from voxsurv.core.errors import input_error_in
+    from voxsurv.data.ingest.volumes import check_image_mask
 
     try:
         check_image_mask(image_path, mask_path, patient_id)

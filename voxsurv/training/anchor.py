@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 from voxsurv.training.distributed import is_rank0, say, unwrap
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import logging
 import os
 from pathlib import Path
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 from voxsurv.training.distributed import is_rank0, say, unwrap
 
 logger = logging.getLogger(__name__)

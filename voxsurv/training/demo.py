@@ -159,7 +159,7 @@ def ensure_demo_cohort(dataset_dir: str, manifest: str, **demo_kwargs) -> str:
     """Return `manifest`; when it does not exist and `dataset_dir` holds nothing, write the demo
     cohort there first (printing that it does). A missing manifest in a non-empty folder is an
     error: we never write synthetic data next to somebody's real data."""
-    from voxsurv.errors import InputError
+    from voxsurv.core.errors import InputError
     from voxsurv.training.distributed import barrier, is_rank0, say
 
     manifest_path = Path(manifest)

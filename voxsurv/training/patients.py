@@ -1,7 +1,7 @@
 """Manifest -> one training sample per PATIENT: the tumour-slice stack, descriptors and label.
 
 The bundles' data flow, in order:
-1. roles: the manifest (voxsurv.manifest.load_manifest), filtered to a cohort, gives the patients
+1. roles: the manifest (voxsurv.data.manifest.load_manifest), filtered to a cohort, gives the patients
    of each role from its `split` column: "train" = rows with split == `train_split`; "val" = a
    cross-validation fold of those (`fold` = 0..n_folds-1, stratified on event, seeded) or, with
    `fold` = None, the rows with split == `val_split`; "test" = rows with split == `test_split`.
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from custom_transforms.descriptors import DESCRIPTOR_NAMES
-from voxsurv.errors import InputError, input_error_in
+from voxsurv.core.errors import InputError, input_error_in
 from voxsurv.training.distributed import barrier, distributed_ready, is_rank0, say
 from voxsurv.training.stack_cache import PatientStackCache, describe_transform, settings_hash, source_stamp
 
@@ -136,7 +136,7 @@ class SurvivalPatients:
                  finetune_fraction: float = 0.2, map_statistics: str | None = None,
                  features: list[str] | None = None, min_events: int = 1, workers: int = 2,
                  cache_volumes: bool = False, statistics_dirs: list[str] | None = None) -> None:
-        from voxsurv.manifest import load_manifest
+        from voxsurv.data.manifest import load_manifest
 
         self.manifest_path = Path(manifest)
         self.output_dir = Path(output_dir)
@@ -232,7 +232,7 @@ class SurvivalPatients:
     def map_statistics(self):
         """The MapStatistics in use (None when there are no maps): loaded or fitted on the
         training patients (cached by the training patients' files), saved to output_dir."""
-        from voxelmaps.normalise import MapStatistics
+        from voxsurv.maps.normalise import MapStatistics
 
         if self._statistics_ready:
             return self._statistics
@@ -270,7 +270,7 @@ class SurvivalPatients:
         return stats
 
     def _fit_statistics(self, rows):
-        from voxelmaps.normalise import MapStatistics
+        from voxsurv.maps.normalise import MapStatistics
 
         ds = self._volume_dataset(rows)
 

@@ -15,7 +15,9 @@ import numpy as np
 
 from voxsurv.training.distributed import is_rank0, unwrap
 
-PREDICTION_COLUMNS = ["patient_id", "risk", "image_risk", "anchor_offset", "log_volume_ml", "mean_hu",
+#: a training/evaluation run's per-patient table (not the inference predictions.csv:
+#: voxsurv.inference.outputs.PREDICTION_COLUMNS)
+RUN_PREDICTION_COLUMNS = ["patient_id", "risk", "image_risk", "anchor_offset", "log_volume_ml", "mean_hu",
                       "time_days", "event", "split", "n_slices"]
 
 
@@ -35,12 +37,12 @@ def anchor_offsets(network, descriptors: np.ndarray) -> np.ndarray:
 
 def patient_predictions(patient_table: dict | None, patients, network=None):
     """Prediction table from a patient-level metric's gathered arrays (`patient_number`, `risk`,
-    ...; survival.handlers.PatientConcordanceMetric.patient_table) and the data module's patient
+    ...; voxsurv.training.concordance.PatientConcordanceMetric.patient_table) and the data module's patient
     table (SurvivalPatients.table())."""
     import pandas as pd
 
     if patient_table is None or len(patient_table["patient_number"]) == 0:
-        return pd.DataFrame(columns=PREDICTION_COLUMNS)
+        return pd.DataFrame(columns=RUN_PREDICTION_COLUMNS)
     pred = pd.DataFrame({"patient_number": np.asarray(patient_table["patient_number"]).astype(int),
                          "risk": np.asarray(patient_table["risk"], dtype=float)})
     table = pred.merge(patients, on="patient_number", how="left", validate="one_to_one")
@@ -50,7 +52,7 @@ def patient_predictions(patient_table: dict | None, patients, network=None):
     descriptors = table[["log_volume_ml", "mean_hu"]].to_numpy(dtype=float)
     table["anchor_offset"] = anchor_offsets(network, descriptors) if network is not None else 0.0
     table["image_risk"] = table["risk"] - table["anchor_offset"]
-    return table[PREDICTION_COLUMNS]
+    return table[RUN_PREDICTION_COLUMNS]
 
 
 class PatientPredictionsWriter:

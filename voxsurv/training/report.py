@@ -21,7 +21,7 @@ def report(output_dir: str, manifest: str, prediction_files: list[str], test_spl
         return {}
     import pandas as pd
 
-    from survival.handlers import harrell_c_index
+    from voxsurv.training.concordance import harrell_c_index
 
     frames = [pd.read_csv(f) for f in prediction_files if Path(f).exists()]
     if not frames:
@@ -54,7 +54,7 @@ def summarise_predictions(folder: str, roles, label: str = "model", manifest: st
         return {}
     import pandas as pd
 
-    from survival.handlers import harrell_c_index
+    from voxsurv.training.concordance import harrell_c_index
 
     out = {}
     for role in ([roles] if isinstance(roles, str) else roles):

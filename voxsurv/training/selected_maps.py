@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from voxsurv.errors import InputError
+from voxsurv.core.errors import InputError
 
 #: Default maps when no selection file exists: two or so per texture family, covering level (Mean),
 #: spread (Variance, Entropy), asymmetry (Skewness), local contrast and disorder (GLCM Contrast,

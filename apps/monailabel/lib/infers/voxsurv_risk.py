@@ -103,7 +103,7 @@ class RiskInferTask(InferTask):
     def __call__(self, request: dict) -> tuple[str, dict[str, Any]]:
         import SimpleITK as sitk
 
-        from voxsurv.errors import InputError
+        from voxsurv.core.errors import InputError
 
         image = request.get("image")
         if not isinstance(image, str) or not os.path.isfile(image):
