@@ -40,7 +40,8 @@ NOT_RUN = [
     (r"monai\.bundle run --config_file bundles/inference/configs/inference\.yaml", "the inference bundle as a plain "
      "MONAI bundle: run by tests/test_inference_bundle.py"),
     (r"^torchrun ", "multi-GPU training (needs GPUs)"),
-    (r"scripts/run_real_study\.py|voxsurv\.study\.publish", "the real study (hours of CPU)"),
+    (r"scripts/run_real_study\.py|voxsurv\.study\.publish|voxsurv\.study\.report", "the real study (hours of CPU) "
+     "and publishing its results"),
     (r"voxsurv\.inference\.packaging", "re-packages the shipped bundle in place; tests/test_inference_bundle.py "
      "packages into a temporary copy"),
     (r"^(python3 -m venv|/work/deploy-venv|VOXSURV_DEPLOY_PYTHON=|pip wheel|pip install \"holoscan|echo .*wheels|"

@@ -4,7 +4,7 @@ Vision-Mamba network, packaged as MONAI bundles.
 Importing this package is cheap: heavy modules (torch, SimpleITK, PyRadiomics) load on use.
 """
 
-__version__ = "0.2.0"  # one release number for the package and its shipped bundles (configs/metadata.json)
+__version__ = "0.3.0"  # one release number for the package and its shipped bundles (configs/metadata.json)
 
 # An import path from before the layers of issue 14 (`survival`, `voxelmaps`, voxsurv's old errors module,
 # ...) fails with a message naming its new path; imports that work are not touched (voxsurv.core.renamed).

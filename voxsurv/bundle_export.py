@@ -51,6 +51,9 @@ EXPORT_VALUES = {
     "dataset_dir": "$@bundle_root + '/demo_data'",
     "cache_dir": "$@bundle_root + '/.cache'",
     "pretrain_config": "$@bundle_root + '/configs/pretrain.yaml'",
+    # the repository's finetune starts from the pretrain bundle's shipped ensemble; an exported
+    # finetune bundle has no pretrain bundle beside it: it pre-trains first (the demo path)
+    "pretrained_checkpoint": "$@output_dir + '/pretrain/models/model.pt'",
 }
 #: what a config value may not contain once exported (a path or helper that leaves the bundle)
 OUTSIDE = re.compile(r"repo_root\(|bundle_paths\.bundle_root\(|\.\./|\bbundles/")

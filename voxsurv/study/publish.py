@@ -130,6 +130,9 @@ def _set_metadata(bundle: Path, real: dict, data_source: str, changelog: str, ve
                   info: dict | None = None) -> None:
     meta_file = bundle / "configs" / "metadata.json"
     meta = json.loads(meta_file.read_text())
+    shipped = next(iter(real.values()))  # the first entry describes the shipped weights
+    meta["eval_metrics"] = {"test_c_index": shipped["c_index"], "test_c_index_ci95": shipped["ci95"],
+                            "test_set": "Radiogenomics test split, 79 patients (docs/results/real_study.json)"}
     if info is not None:  # network_data_format = the shipped network (verify_net_in_out reads it)
         image = meta["network_data_format"]["inputs"]["image"]
         image["num_channels"] = info["network"]["in_channels"]
