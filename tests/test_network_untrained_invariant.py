@@ -12,14 +12,11 @@ cohort. The shipped 16 maps (near-duplicates, the worst case for this invariant)
 from __future__ import annotations
 
 import csv
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
 PATIENTS_PER_COHORT = {"lung1": 20, "radiogenomics": 16}
 
 
